@@ -1,0 +1,88 @@
+// THE op list: every kernel-level op coil has, one line each. A backend implements an op by registering
+// a kernel for (backend, op, dtype) in the Registry; the op harness (tests/core/op_harness_test.cpp)
+// must have a case covering every entry, and a test fails when one is missing.
+//
+// Columns: enum name, printed name, kind. Kind: F = differentiable forward op (gradient-checked by
+// finite differences), B = backward kernel of a fused op (checked through its forward op's gradient
+// check), N = not differentiable (checked against a reference only).
+//
+// Conventions for every kernel: inputs and outputs are given in KernelArgs::in / ::out, already
+// allocated by the front-end (core/ops/*.cpp) with the shapes written beside each op below. Unless an op
+// says "strided", inputs and outputs are contiguous. Accumulation is in at least the input precision.
+#pragma once
+
+#define COIL_OP_LIST(X)                                                                                \
+  /* memory */                                                                                         \
+  X(Fill, "fill", N)             /* out: any (strided); attrs.alpha = value                         */ \
+  X(Copy, "copy", F)             /* in: src (strided, same shape); out: dst (strided); casts dtype  */ \
+  /* elementwise unary: in x, out y, same shape                                                     */ \
+  X(Exp, "exp", F)                                                                                     \
+  X(Log, "log", F)                                                                                     \
+  X(Softplus, "softplus", F)     /* log(1+e^x), stable for large |x|                               */ \
+  X(Sigmoid, "sigmoid", F)                                                                             \
+  X(Silu, "silu", F)                                                                                   \
+  X(Relu, "relu", F)                                                                                   \
+  X(ReluBackward, "relu_backward", B) /* in: dy, x -> out: dx = dy where x > 0, else 0             */ \
+  X(Square, "square", F)                                                                               \
+  X(Scale, "scale", F)           /* y = alpha * x + beta                                           */ \
+  /* elementwise binary: in a, b (strided, broadcast to out's shape via stride 0); out contiguous   */ \
+  X(Add, "add", F)                                                                                     \
+  X(Sub, "sub", F)                                                                                     \
+  X(Mul, "mul", F)                                                                                     \
+  X(Div, "div", F)                                                                                     \
+  /* reductions over attrs.dim of an (outer, n, inner) view; out keeps dim as size 1                */ \
+  X(Sum, "sum", F)                                                                                     \
+  X(Mean, "mean", F)                                                                                   \
+  X(Max, "max", F)               /* out: values; backward routes grad to the first max             */ \
+  X(MaxBackward, "max_backward", B) /* in: dy, x, y -> out: dx                                     */ \
+  X(Cumsum, "cumsum", F)         /* attrs.dim; attrs.reverse: y_t = sum_{t'>=t} x_t'               */ \
+  X(SumSquares, "sum_squares", N) /* in: x (any) -> out: () sum of x^2 in f64 or f32 accumulator   */ \
+  /* linear algebra                                                                                */ \
+  X(Matmul, "matmul", F)         /* in: a (Ba, M, K) or (Ba, K, M) if trans_a; b (Bb, K, N) or     */ \
+                                 /* (Bb, N, K) if trans_b; Ba, Bb in {1, Bt}; out: (Bt, M, N).      */ \
+                                 /* attrs.beta = 1 accumulates into out (out += a b)               */ \
+  X(Linear, "linear", F)         /* in: x (M, K), w (N, K), [b (N)] -> out: y (M, N) = x w^T + b    */ \
+  /* model ops                                                                                     */ \
+  X(Embedding, "embedding", F)   /* in: table (V, C), ids (M) i32 -> out: (M, C); ids checked < V  */ \
+  X(EmbeddingBackward, "embedding_backward", B) /* in: dy (M, C), ids (M) -> out: dtable (V, C)    */ \
+  X(RMSNorm, "rms_norm", F)      /* in: x (M, C), w (C); attrs.eps -> out: y (M, C), rstd (M) f32   */ \
+  X(RMSNormBackward, "rms_norm_backward", B) /* in: dy, x, w, rstd -> out: dx (M, C), dw (C)       */ \
+  X(SwiGLU, "swiglu", F)         /* in: gate, up (same shape) -> out: silu(gate) * up              */ \
+  X(SwiGLUBackward, "swiglu_backward", B) /* in: dy, gate, up -> out: dgate, dup                    */ \
+  X(Softmax, "softmax", F)       /* over the last dim: in x (M, n) -> out y (M, n)                 */ \
+  X(SoftmaxBackward, "softmax_backward", B) /* in: dy, y -> out: dx                                */ \
+  X(Rope, "rope", F)             /* in: x (B, T, H, D), D even -> out: same; interleaved pairs     */ \
+                                 /* (2i, 2i+1) rotate by (attrs.pos_offset + t) * theta^(-2i/D);   */ \
+                                 /* attrs.reverse rotates by minus the angle (the backward)       */ \
+  X(Attention, "attention", F)   /* in: q, k, v (B, T, H, D) -> out: o (B, T, H, D), lse (B, H, T)  */ \
+                                 /* f32; causal; attrs.scale multiplies q.k                        */ \
+  X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse -> out: dq, dk, dv      */ \
+  X(CrossEntropy, "cross_entropy", F) /* in: logits (M, V), targets (M) i32 -> out: loss () f32 or */ \
+                                 /* f64 mean over targets != attrs.ignore_index (0 if none), lse (M) */ \
+  X(CrossEntropyBackward, "cross_entropy_backward", B) /* in: dloss (), logits, targets, lse ->    */ \
+                                 /* out: dlogits (M, V)                                            */ \
+  X(Conv1d, "conv1d", F)         /* causal depthwise: in x (B, T, C), w (C, W), b (C) -> y (B, T, C) */ \
+                                 /* y[t,c] = b[c] + sum_k w[c,k] x[t-(W-1)+k, c], zero before t=0  */ \
+  X(Conv1dBackward, "conv1d_backward", B) /* in: dy, x, w -> out: dx, dw, db                       */ \
+  X(Concat, "concat", F)         /* in: x_0..x_n (strided), attrs.dim -> out: concatenation       */ \
+  /* optimizer                                                                                     */ \
+  X(AdamW, "adamw", N)           /* in-place on in: param, grad, m, v (f32 or f64, same shape);    */ \
+                                 /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */
+
+namespace coil {
+
+enum class Op : int {
+#define COIL_OP_ENUM(name, str, kind) name,
+  COIL_OP_LIST(COIL_OP_ENUM)
+#undef COIL_OP_ENUM
+      Count
+};
+inline constexpr int kNumOps = int(Op::Count);
+
+enum class OpKind : char { F = 'F', B = 'B', N = 'N' };
+
+const char* op_name(Op op);
+OpKind op_kind(Op op);
+bool op_from_name(const char* name, Op* out);
+
+}  // namespace coil

@@ -1,0 +1,80 @@
+// The op front-ends: what layers and tests call. Each checks its arguments (shape and dtype errors name
+// both tensors), allocates outputs, dispatches the kernel of the inputs' backend and dtype, and records
+// an autograd node whose backward is written in terms of other ops (or the op's fused backward
+// kernel). All tensors of one call must share device and dtype (except integer ids / targets).
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace coil {
+
+// --- elementwise --------------------------------------------------------------------------------------
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor softplus(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor scale(const Tensor& x, double alpha, double beta = 0.0);  // alpha * x + beta
+Tensor neg(const Tensor& x);
+Tensor add(const Tensor& a, const Tensor& b);  // numpy broadcasting
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator*(const Tensor& a, double s) { return scale(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return scale(a, s); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+
+// --- reductions ---------------------------------------------------------------------------------------
+Tensor sum(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor sum(const Tensor& x);  // all elements -> shape ()
+Tensor mean(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor cumsum(const Tensor& x, int64_t dim, bool reverse = false);
+// Sum a broadcast gradient back to `shape` (the backward of broadcasting).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+// Sum of squares of all elements, accumulated in f64 (f32 accumulator for f32/bf16 on GPUs). Not
+// differentiable; used for gradient norms.
+Tensor sum_squares(const Tensor& x);
+
+// --- linear algebra -----------------------------------------------------------------------------------
+// a (..., M, K) @ b (..., K, N) with broadcast batch dims; 1-D operands are not accepted.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x (..., K), w (N, K), b (N) optional -> (..., N) = x w^T + b
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+
+// --- model ops ----------------------------------------------------------------------------------------
+Tensor embedding(const Tensor& table, const Tensor& ids);           // (V, C), ids (...) -> (..., C)
+Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);      // over the last dim
+Tensor swiglu(const Tensor& gate, const Tensor& up);                // silu(gate) * up
+Tensor softmax(const Tensor& x);                                    // over the last dim
+// x (B, T, H, D): position of token t is pos_offset + t.
+Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0);
+// Causal softmax attention, q, k, v (B, T, H, D) -> (B, T, H, D); scale defaults to 1/sqrt(D).
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                        std::optional<double> scale = std::nullopt);
+// logits (..., V), targets (...) i32 -> () mean over targets != ignore_index (0 when none counted).
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
+// Causal depthwise conv: x (B, T, C), w (C, W), b (C) -> (B, T, C).
+Tensor conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& b);
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim);
+
+// --- optimizer (in place, not recorded) ---------------------------------------------------------------
+struct AdamWParams {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  int64_t step = 1;  // 1-based, for bias correction
+};
+void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
+                const AdamWParams& p);
+
+}  // namespace coil

@@ -1,0 +1,220 @@
+// Model ops with fused forward and backward kernels: embedding, RMSNorm, SwiGLU, softmax, RoPE,
+// causal attention, cross-entropy, causal depthwise conv1d. Each front-end flattens leading dims,
+// checks shapes (messages name both tensors), and records a node that calls the backward kernel.
+#include <cmath>
+
+#include "core/ops/op_utils.h"
+
+namespace coil {
+using namespace detail;
+
+Tensor embedding(const Tensor& table, const Tensor& ids) {
+  check_floating("embedding", table, "table");
+  check_defined("embedding", ids, "ids");
+  COIL_CHECK(table.dim() == 2, "embedding: table must be (V, C), got ", shape_str(table.shape()));
+  COIL_CHECK(ids.dtype() == DType::I32, "embedding: ids must be i32, got ", ids.describe());
+  COIL_CHECK(ids.device() == table.device(), "embedding: ids ", ids.describe(), " and table ",
+             table.describe(), " are on different devices");
+  int64_t C = table.size(1);
+  Tensor ids1 = ids.reshape({ids.numel()});
+  Tensor out = Tensor::empty({ids.numel(), C}, table.dtype(), table.device());
+  run(make_args(Op::Embedding, {table.detach().contiguous(), ids1}, {out}), table.dtype());
+  Shape out_shape = ids.shape();
+  out_shape.push_back(C);
+  Shape t_shape = table.shape();
+  record("EmbeddingBackward", {table}, {out},
+         [t_shape, C](const Grads& g, const Grads& s) {
+           Tensor dy = g[0].contiguous();
+           Tensor dt = Tensor::empty(t_shape, dy.dtype(), dy.device());
+           run(make_args(Op::EmbeddingBackward, {dy, s[0]}, {dt}), dy.dtype());
+           return Grads{dt};
+         },
+         {ids1});
+  return out.view(out_shape);
+}
+
+Tensor rms_norm(const Tensor& x, const Tensor& w, double eps) {
+  check_floating("rms_norm", x, "input");
+  check_same("rms_norm", x, "input", w, "weight");
+  COIL_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "rms_norm: weight ",
+             shape_str(w.shape()), " does not match input ", shape_str(x.shape()),
+             " (expected (", x.dim() ? x.size(-1) : 0, "))");
+  int64_t C = x.size(-1);
+  Tensor x2 = x.detach().reshape({-1, C}).contiguous();
+  int64_t M = x2.size(0);
+  Tensor y = Tensor::empty({M, C}, x.dtype(), x.device());
+  Tensor rstd = Tensor::empty({M}, stat_dtype(x.dtype()), x.device());
+  KernelArgs a = make_args(Op::RMSNorm, {x2, w.detach().contiguous()}, {y, rstd});
+  a.attrs.eps = eps;
+  run(a, x.dtype());
+  Shape x_shape = x.shape();
+  Tensor out = y.view(x_shape);
+  record("RMSNormBackward", {x, w}, {out},
+         [x_shape, M, C](const Grads& g, const Grads& s) {
+           Tensor dy = g[0].reshape({M, C}).contiguous();
+           Tensor dx = Tensor::empty({M, C}, dy.dtype(), dy.device());
+           Tensor dw = Tensor::empty({C}, dy.dtype(), dy.device());
+           run(make_args(Op::RMSNormBackward, {dy, s[0], s[1], s[2]}, {dx, dw}), dy.dtype());
+           return Grads{dx.view(x_shape), dw};
+         },
+         {x2, w.contiguous(), rstd});
+  return out;
+}
+
+Tensor swiglu(const Tensor& gate, const Tensor& up) {
+  check_floating("swiglu", gate, "gate");
+  check_same("swiglu", gate, "gate", up, "up");
+  COIL_CHECK(gate.shape() == up.shape(), "swiglu: gate ", shape_str(gate.shape()), " and up ",
+             shape_str(up.shape()), " differ in shape");
+  Tensor g = gate.detach().contiguous(), u = up.detach().contiguous();
+  Tensor y = Tensor::empty(g.shape(), g.dtype(), g.device());
+  run(make_args(Op::SwiGLU, {g, u}, {y}), g.dtype());
+  record("SwiGLUBackward", {gate, up}, {y},
+         [](const Grads& gr, const Grads& s) {
+           Tensor dy = gr[0].contiguous();
+           Tensor dg = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+           Tensor du = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+           run(make_args(Op::SwiGLUBackward, {dy, s[0], s[1]}, {dg, du}), dy.dtype());
+           return Grads{dg, du};
+         },
+         {g, u});
+  return y;
+}
+
+Tensor softmax(const Tensor& x) {
+  check_floating("softmax", x, "input");
+  COIL_CHECK(x.dim() >= 1, "softmax: needs at least 1 dim, got ", shape_str(x.shape()));
+  int64_t n = x.size(-1);
+  Tensor x2 = x.detach().reshape({-1, n}).contiguous();
+  Tensor y = Tensor::empty(x2.shape(), x.dtype(), x.device());
+  run(make_args(Op::Softmax, {x2}, {y}), x.dtype());
+  Tensor out = y.view(x.shape());
+  Shape x_shape = x.shape();
+  record("SoftmaxBackward", {x}, {out},
+         [x_shape, n](const Grads& g, const Grads& s) {
+           Tensor dy = g[0].reshape({-1, n}).contiguous();
+           Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+           run(make_args(Op::SoftmaxBackward, {dy, s[0]}, {dx}), dy.dtype());
+           return Grads{dx.view(x_shape)};
+         },
+         {y});
+  return out;
+}
+
+namespace {
+Tensor rope_raw(const Tensor& x, int64_t pos_offset, double theta, bool reverse) {
+  Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+  KernelArgs a = make_args(Op::Rope, {xc}, {y});
+  a.attrs.pos_offset = pos_offset;
+  a.attrs.theta = theta;
+  a.attrs.reverse = reverse;
+  run(a, xc.dtype());
+  return y;
+}
+}  // namespace
+
+Tensor rope(const Tensor& x, int64_t pos_offset, double theta) {
+  check_floating("rope", x, "input");
+  COIL_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: input must be (B, T, H, D) with D even, got ",
+             shape_str(x.shape()));
+  Tensor y = rope_raw(x.detach(), pos_offset, theta, false);
+  record("RopeBackward", {x}, {y}, [pos_offset, theta](const Grads& g, const Grads&) {
+    return Grads{rope_raw(g[0], pos_offset, theta, true)};
+  });
+  return y;
+}
+
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::optional<double> scale) {
+  check_floating("causal_attention", q, "q");
+  check_same("causal_attention", q, "q", k, "k");
+  check_same("causal_attention", q, "q", v, "v");
+  COIL_CHECK(q.dim() == 4, "causal_attention: q must be (B, T, H, D), got ", shape_str(q.shape()));
+  check_shape("causal_attention", k, "k", q.shape(), q, "q");
+  check_shape("causal_attention", v, "v", q.shape(), q, "q");
+  int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
+  double s = scale.value_or(1.0 / std::sqrt(double(D)));
+  Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
+  Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({B, H, T}, stat_dtype(q.dtype()), q.device());
+  KernelArgs a = make_args(Op::Attention, {qc, kc, vc}, {o, lse});
+  a.attrs.scale = s;
+  run(a, q.dtype());
+  record("AttentionBackward", {q, k, v}, {o},
+         [s](const Grads& g, const Grads& sv) {
+           Tensor dO = g[0].contiguous();
+           Tensor dq = Tensor::empty(dO.shape(), dO.dtype(), dO.device());
+           Tensor dk = Tensor::empty(dO.shape(), dO.dtype(), dO.device());
+           Tensor dv = Tensor::empty(dO.shape(), dO.dtype(), dO.device());
+           KernelArgs b = make_args(Op::AttentionBackward, {dO, sv[0], sv[1], sv[2], sv[3], sv[4]},
+                                    {dq, dk, dv});
+           b.attrs.scale = s;
+           run(b, dO.dtype());
+           return Grads{dq, dk, dv};
+         },
+         {qc, kc, vc, o, lse});
+  return o;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  check_floating("cross_entropy", logits, "logits");
+  check_defined("cross_entropy", targets, "targets");
+  COIL_CHECK(targets.dtype() == DType::I32, "cross_entropy: targets must be i32, got ",
+             targets.describe());
+  COIL_CHECK(logits.dim() >= 1, "cross_entropy: logits need a vocab dim, got ", shape_str(logits.shape()));
+  Shape expect(logits.shape().begin(), logits.shape().end() - 1);
+  COIL_CHECK(targets.shape() == expect || (targets.dim() == 1 && targets.numel() == shape_numel(expect)),
+             "cross_entropy: targets ", shape_str(targets.shape()), " do not match logits ",
+             shape_str(logits.shape()), " (expected ", shape_str(expect), ")");
+  COIL_CHECK(targets.device() == logits.device(), "cross_entropy: targets ", targets.describe(),
+             " and logits ", logits.describe(), " are on different devices");
+  int64_t V = logits.size(-1);
+  Tensor l2 = logits.detach().reshape({-1, V}).contiguous();
+  Tensor t1 = targets.reshape({targets.numel()}).contiguous();
+  DType st = stat_dtype(logits.dtype());
+  Tensor loss = Tensor::empty({}, st, logits.device());
+  Tensor lse = Tensor::empty({l2.size(0)}, st, logits.device());
+  KernelArgs a = make_args(Op::CrossEntropy, {l2, t1}, {loss, lse});
+  a.attrs.ignore_index = ignore_index;
+  run(a, logits.dtype());
+  Shape l_shape = logits.shape();
+  record("CrossEntropyBackward", {logits}, {loss},
+         [l_shape, ignore_index](const Grads& g, const Grads& s) {
+           Tensor dl = Tensor::empty(s[0].shape(), s[0].dtype(), s[0].device());
+           KernelArgs b = make_args(Op::CrossEntropyBackward, {g[0].contiguous(), s[0], s[1], s[2]}, {dl});
+           b.attrs.ignore_index = ignore_index;
+           run(b, s[0].dtype());
+           return Grads{dl.view(l_shape)};
+         },
+         {l2, t1, lse});
+  return loss;
+}
+
+Tensor conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_floating("conv1d_causal", x, "input");
+  check_same("conv1d_causal", x, "input", w, "weight");
+  check_same("conv1d_causal", x, "input", b, "bias");
+  COIL_CHECK(x.dim() == 3, "conv1d_causal: input must be (B, T, C), got ", shape_str(x.shape()));
+  int64_t C = x.size(2);
+  COIL_CHECK(w.dim() == 2 && w.size(0) == C && w.size(1) >= 1, "conv1d_causal: weight ",
+             shape_str(w.shape()), " does not match input ", shape_str(x.shape()), " (expected (", C,
+             ", W))");
+  COIL_CHECK(b.dim() == 1 && b.size(0) == C, "conv1d_causal: bias ", shape_str(b.shape()),
+             " does not match input ", shape_str(x.shape()), " (expected (", C, "))");
+  Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous(), bc = b.detach().contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  run(make_args(Op::Conv1d, {xc, wc, bc}, {y}), x.dtype());
+  record("Conv1dBackward", {x, w, b}, {y},
+         [](const Grads& g, const Grads& s) {
+           Tensor dy = g[0].contiguous();
+           Tensor dx = Tensor::empty(s[0].shape(), dy.dtype(), dy.device());
+           Tensor dw = Tensor::empty(s[1].shape(), dy.dtype(), dy.device());
+           Tensor db = Tensor::empty({s[1].size(0)}, dy.dtype(), dy.device());
+           run(make_args(Op::Conv1dBackward, {dy, s[0], s[1]}, {dx, dw, db}), dy.dtype());
+           return Grads{dx, dw, db};
+         },
+         {xc, wc});
+  return y;
+}
+
+}  // namespace coil
