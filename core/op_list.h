@@ -6,6 +6,8 @@
 // finite differences), B = backward kernel of a fused op (checked through its forward op's gradient
 // check), N = not differentiable (checked against a reference only).
 //
+// Statistics outputs (rstd, lse, loss, sum_squares) are f64 for f64 inputs and f32 otherwise.
+//
 // Conventions for every kernel: inputs and outputs are given in KernelArgs::in / ::out, already
 // allocated by the front-end (core/ops/*.cpp) with the shapes written beside each op below. Unless an op
 // says "strided", inputs and outputs are contiguous. Accumulation is in at least the input precision.
@@ -36,7 +38,7 @@
   X(Max, "max", F)               /* out: values; backward routes grad to the first max             */ \
   X(MaxBackward, "max_backward", B) /* in: dy, x, y -> out: dx                                     */ \
   X(Cumsum, "cumsum", F)         /* attrs.dim; attrs.reverse: y_t = sum_{t'>=t} x_t'               */ \
-  X(SumSquares, "sum_squares", N) /* in: x (any) -> out: () sum of x^2 in f64 or f32 accumulator   */ \
+  X(SumSquares, "sum_squares", N) /* in: x (any) -> out: () sum of x^2   */ \
   /* linear algebra                                                                                */ \
   X(Matmul, "matmul", F)         /* in: a (Ba, M, K) or (Ba, K, M) if trans_a; b (Bb, K, N) or     */ \
                                  /* (Bb, N, K) if trans_b; Ba, Bb in {1, Bt}; out: (Bt, M, N).      */ \
@@ -45,7 +47,7 @@
   /* model ops                                                                                     */ \
   X(Embedding, "embedding", F)   /* in: table (V, C), ids (M) i32 -> out: (M, C); ids checked < V  */ \
   X(EmbeddingBackward, "embedding_backward", B) /* in: dy (M, C), ids (M) -> out: dtable (V, C)    */ \
-  X(RMSNorm, "rms_norm", F)      /* in: x (M, C), w (C); attrs.eps -> out: y (M, C), rstd (M) f32   */ \
+  X(RMSNorm, "rms_norm", F)      /* in: x (M, C), w (C); attrs.eps -> out: y (M, C), rstd (M)       */ \
   X(RMSNormBackward, "rms_norm_backward", B) /* in: dy, x, w, rstd -> out: dx (M, C), dw (C)       */ \
   X(SwiGLU, "swiglu", F)         /* in: gate, up (same shape) -> out: silu(gate) * up              */ \
   X(SwiGLUBackward, "swiglu_backward", B) /* in: dy, gate, up -> out: dgate, dup                    */ \
@@ -55,9 +57,9 @@
                                  /* (2i, 2i+1) rotate by (attrs.pos_offset + t) * theta^(-2i/D);   */ \
                                  /* attrs.reverse rotates by minus the angle (the backward)       */ \
   X(Attention, "attention", F)   /* in: q, k, v (B, T, H, D) -> out: o (B, T, H, D), lse (B, H, T)  */ \
-                                 /* f32; causal; attrs.scale multiplies q.k                        */ \
+                                 /* causal; attrs.scale multiplies q.k                        */ \
   X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse -> out: dq, dk, dv      */ \
-  X(CrossEntropy, "cross_entropy", F) /* in: logits (M, V), targets (M) i32 -> out: loss () f32 or */ \
+  X(CrossEntropy, "cross_entropy", F) /* in: logits (M, V), targets (M) i32 -> out: loss ()         */ \
                                  /* f64 mean over targets != attrs.ignore_index (0 if none), lse (M) */ \
   X(CrossEntropyBackward, "cross_entropy_backward", B) /* in: dloss (), logits, targets, lse ->    */ \
                                  /* out: dlogits (M, V)                                            */ \

@@ -1,0 +1,120 @@
+// The `coil` command-line entry point. Subcommands: demo (train a tiny LM on the CPU). Usage errors
+// (unknown subcommand or flag, bad value) exit 2; a coil::Error exits 1 with "error: <message>".
+// Argument parsing is hand-rolled for now (a later change moves it to CLI11).
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "trainer/demo.h"
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+const char* kUsage =
+    "usage: coil <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  demo    train a tiny softmax LM on one synthetic batch on the CPU\n"
+    "\n"
+    "Run 'coil <command> --help' for the options of a command.\n";
+
+const char* kDemoUsage =
+    "usage: coil demo [--steps N] [--seed S] [--log-every K]\n"
+    "\n"
+    "Trains a 2-layer softmax LM (d 64, 4 heads of 16, vocab 64) on one fixed batch of 4 x 32\n"
+    "tokens with AdamW and a linear warmup/decay schedule, printing a progress line every K steps\n"
+    "and the initial and final loss.\n"
+    "\n"
+    "options:\n"
+    "  --steps N      optimizer steps (default 200)\n"
+    "  --seed S       seed of the model init and the batch (default 0)\n"
+    "  --log-every K  steps between progress lines (default 10)\n"
+    "  -h, --help     show this help\n";
+
+// A command-line mistake; carries the usage text of the command it belongs to.
+struct UsageError : std::runtime_error {
+  explicit UsageError(const std::string& what, const char* usage_text = kUsage)
+      : std::runtime_error(what), usage(usage_text) {}
+  const char* usage;
+};
+
+int64_t parse_int(const std::string& flag, const std::string& value, int64_t min) {
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != value.size())
+    throw UsageError("option " + flag + " expects an integer, got '" + value + "'", kDemoUsage);
+  if (v < min)
+    throw UsageError("option " + flag + " must be >= " + std::to_string(min) + ", got " + value,
+                     kDemoUsage);
+  return v;
+}
+
+int run_demo_command(const std::vector<std::string>& args) {
+  coil::DemoOptions opt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kDemoUsage;
+      return 0;
+    }
+    // Accept both "--flag value" and "--flag=value".
+    std::string flag = a, value;
+    bool has_value = false;
+    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      flag = a.substr(0, eq);
+      value = a.substr(eq + 1);
+      has_value = true;
+    }
+    if (flag != "--steps" && flag != "--seed" && flag != "--log-every")
+      throw UsageError("unknown option '" + a + "' for 'coil demo'", kDemoUsage);
+    if (!has_value) {
+      if (i + 1 >= args.size()) throw UsageError("option " + flag + " expects a value", kDemoUsage);
+      value = args[++i];
+    }
+    if (flag == "--steps") opt.steps = parse_int(flag, value, 1);
+    if (flag == "--seed") opt.seed = uint64_t(parse_int(flag, value, 0));
+    if (flag == "--log-every") opt.log_every = parse_int(flag, value, 1);
+  }
+  coil::run_demo(opt, std::cout);
+  return 0;
+}
+
+int run(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return kUsageError;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (cmd == "demo") return run_demo_command(args);
+  throw UsageError("unknown command '" + cmd + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const UsageError& e) {
+    std::cerr << "coil: " << e.what() << "\n\n" << e.usage;
+    return kUsageError;
+  } catch (const coil::Error& e) {
+    std::cerr << "error: " << e.message() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,30 @@
+// Softmax attention mixer (spec/models.md section 3): qkv = x W_qkv with channel layout [Q | K | V],
+// each head a contiguous block of D channels; RoPE (interleaved pairs, theta) on q and k; causal
+// softmax(s q k^T) v with s = 1/sqrt(D); heads merged and projected by W_o. No biases.
+#pragma once
+
+#include <memory>
+
+#include "layers/linear.h"
+#include "layers/mixer.h"
+
+namespace coil {
+
+class SoftmaxAttention : public Mixer {
+ public:
+  SoftmaxAttention(int64_t dim, int64_t n_heads, int64_t head_dim, double rope_theta,
+                   Generator& gen, const ParamOptions& opt = {});
+  // x (B, T, C) -> (B, T, C)
+  Tensor forward(const Tensor& x) const override;
+  static int64_t count_parameters(int64_t dim, int64_t n_heads, int64_t head_dim) {
+    return Linear::count_parameters(dim, 3 * n_heads * head_dim, false) +
+           Linear::count_parameters(n_heads * head_dim, dim, false);
+  }
+
+  int64_t dim, n_heads, head_dim;
+  double rope_theta;
+  std::shared_ptr<Linear> qkv;  // weight (3HD, C)
+  std::shared_ptr<Linear> o;    // weight (C, HD)
+};
+
+}  // namespace coil

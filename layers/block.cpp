@@ -1,0 +1,49 @@
+// Block: the residual wiring, the mixer factory and the recompute switch.
+#include "layers/block.h"
+
+#include "core/autograd/grad_mode.h"
+#include "core/autograd/recompute.h"
+#include "core/ops.h"
+#include "layers/attention.h"
+
+namespace coil {
+
+std::shared_ptr<Mixer> make_mixer(const ModelConfig& c, Generator& gen, const ParamOptions& opt) {
+  if (c.mixer == "softmax")
+    return std::make_shared<SoftmaxAttention>(c.d_model, c.n_heads, c.head_dim, c.rope_theta, gen,
+                                              opt);
+  COIL_FAIL("unknown mixer '", c.mixer, "' (expected softmax)");
+}
+
+int64_t count_mixer_parameters(const ModelConfig& c) {
+  if (c.mixer == "softmax") return SoftmaxAttention::count_parameters(c.d_model, c.n_heads, c.head_dim);
+  COIL_FAIL("unknown mixer '", c.mixer, "' (expected softmax)");
+}
+
+Block::Block(const ModelConfig& c, Generator& gen, const ParamOptions& opt)
+    : recompute(c.recompute) {
+  norm1 = register_module("norm1", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, opt));
+  mixer = register_module("mixer", make_mixer(c, gen, opt));
+  norm2 = register_module("norm2", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, opt));
+  mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden, gen, opt));
+}
+
+int64_t Block::count_parameters(const ModelConfig& c) {
+  return 2 * c.d_model + count_mixer_parameters(c) +
+         SwiGLUMLP::count_parameters(c.d_model, c.mlp_hidden);
+}
+
+Tensor Block::forward_impl(const Tensor& x) const {
+  Tensor h = x + mixer->forward(norm1->forward(x));  // (B, T, C)
+  return h + mlp->forward(norm2->forward(h));        // (B, T, C)
+}
+
+Tensor Block::forward(const Tensor& x) const {
+  // Recompute only pays off when a graph is being recorded.
+  if (!recompute || !GradMode::is_enabled()) return forward_impl(x);
+  return coil::recompute(
+      [this](const std::vector<Tensor>& in) { return std::vector<Tensor>{forward_impl(in[0])}; },
+      {x})[0];
+}
+
+}  // namespace coil
