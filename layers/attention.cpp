@@ -1,7 +1,10 @@
 // Softmax attention mixer: projections, head split, RoPE and the fused causal attention op.
 #include "layers/attention.h"
 
+#include <cmath>
+
 #include "core/ops.h"
+#include "layers/prefix_attention.h"
 
 namespace coil {
 
@@ -25,6 +28,41 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
   Tensor v = parts[2].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor y = causal_attention(q, k, v);                                 // (B, T, H, D)
   return o->forward(y.reshape({B, T, H * D}));                          // (B, T, C)
+}
+
+Tensor SoftmaxAttention::forward_stateful(const Tensor& x, const MixerState& in, MixerState* out) const {
+  COIL_CHECK(x.dim() == 3 && x.size(2) == dim, "SoftmaxAttention: expected x (B, T, ", dim,
+             "), got ", x.describe());
+  const int64_t B = x.size(0), T = x.size(1), H = n_heads, D = head_dim;
+  Tensor k_prev, v_prev;
+  int64_t P = 0;
+  if (!in.empty()) {
+    k_prev = in.get("k");
+    v_prev = in.get("v");
+    P = k_prev.size(1);
+  }
+  std::vector<Tensor> parts = split(qkv->forward(x), {H * D, H * D, H * D}, 2);  // 3 x (B, T, HD)
+  Tensor q = rope(parts[0].reshape({B, T, H, D}), P, rope_theta);             // (B, T, H, D)
+  Tensor k = rope(parts[1].reshape({B, T, H, D}), P, rope_theta);             // (B, T, H, D)
+  Tensor v = parts[2].reshape({B, T, H, D});                                  // (B, T, H, D)
+  Tensor k_all = P ? concat({k_prev, k}, 1) : k;                              // (B, P + T, H, D)
+  Tensor v_all = P ? concat({v_prev, v}, 1) : v;
+  Tensor y = prefix_attention(q, k_all, v_all, 1.0 / std::sqrt(double(D)));  // (B, T, H, D)
+  if (out) {
+    out->entries.clear();
+    out->set("k", k_all);
+    out->set("v", v_all);
+  }
+  return o->forward(y.reshape({B, T, H * D}));
+}
+
+Tensor SoftmaxAttention::step(const Tensor& x, MixerState& state) const {
+  COIL_CHECK(x.dim() == 3 && x.size(1) == 1, "SoftmaxAttention::step: expected one token (B, 1, C), got ",
+             x.describe());
+  MixerState next;
+  Tensor y = forward_stateful(x, state, &next);
+  state = std::move(next);
+  return y;
 }
 
 }  // namespace coil

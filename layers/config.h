@@ -8,8 +8,49 @@
 
 namespace coil {
 
+// The configurable linear-attention mixer of spec section 2 (covers sections 4-6: linear baselines,
+// Mamba-2S, 2Mamba, 2Mamba-E). Named presets fill these fields (layers/linear_mixer.h).
+struct LinearMixerOptions {
+  std::string power = "2";             // "1" | "2" (squared) | "exp" (2Mamba-E: softmax with decay)
+  std::string qk_activation = "none";  // "none" | "relu" | "silu", on Q and K only
+  int64_t conv_width = 0;              // causal depthwise conv over all 3C qkv channels; 0 = none
+  bool d_residual = false;             // y += V * D (D: H x D, init 1), V taken before dt
+  bool z_gate = false;                 // y *= silu(h W_z + b_z)
+  bool value_dt = false;               // V <- V * dt, dt = softplus(h W_dt)
+  std::string a_mask = "none";         // "none" | "original" (-exp(A_log) dt) | "softplus" (-softplus(h W_A))
+  std::string norm = "sm";             // "sm" (divide by sum of weights) | "output" (RMSNorm over H*D)
+  std::string form = "chunked";        // training path: "quadratic" | "chunked"
+  int64_t chunk_size = 64;
+};
+
+// Mamba-2 (section 8, mamba_ssm Mamba2 semantics). n_ssm_heads = 0 means the full layer (d_ssm = H*D);
+// the paper's code ("mamba2-paper") uses one SSM head plus a gated-MLP branch on the other channels.
+struct Mamba2Options {
+  int64_t d_state = 128;
+  int64_t head_dim = 64;
+  int64_t d_conv = 4;
+  int64_t expand = 1;        // d_inner = expand * C
+  int64_t n_ssm_heads = 0;   // 0: every head is an SSM head (d_ssm = d_inner)
+  int64_t chunk_size = 64;
+};
+
+// Mamba-1 selective scan (section 8).
+struct Mamba1Options {
+  int64_t d_state = 16;
+  int64_t d_conv = 4;
+  int64_t expand = 2;
+  int64_t dt_rank = 0;       // 0: ceil(C / 16)
+  int64_t chunk_size = 64;
+};
+
 struct ModelConfig {
-  std::string mixer = "softmax";  // the block's token mixer; only "softmax" so far
+  // The block's token mixer: "softmax", "linear" (LinearMixerOptions; presets set it), "mamba2",
+  // "mamba1", or "hybrid" (layer_pattern).
+  std::string mixer = "softmax";
+  LinearMixerOptions linear;
+  Mamba2Options mamba2;
+  Mamba1Options mamba1;
+  std::string layer_pattern;      // hybrid only, e.g. "M-M-M*-M-M-" (M Mamba-2, * attention, - MLP)
   int64_t vocab = 32000;          // V
   int64_t d_model = 1024;         // C
   int64_t n_layers = 20;          // L

@@ -1,0 +1,16 @@
+// Causal attention of a block of queries over every earlier key plus its own: the composed (op-level)
+// reference that KV-cache decoding and sequence sharding of softmax attention and 2Mamba-E use.
+// Queries sit at global positions P + i (i < Tq), keys at 0 .. P + Tq - 1 with P = Tk - Tq; key j is
+// visible to query i iff j <= P + i. With a log-decay cumsum (acs_q (B, Tq, H) at the queries, acs_k
+// (B, Tk, H) at the keys) the score gets + acs_q_i - acs_k_j (2Mamba-E / Forgetting-Transformer style).
+#pragma once
+
+#include "core/tensor.h"
+
+namespace coil {
+
+// q (B, Tq, H, D), k, v (B, Tk, H, D) with Tk >= Tq -> (B, Tq, H, D)
+Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, double sm_scale,
+                        const Tensor& acs_q = Tensor(), const Tensor& acs_k = Tensor());
+
+}  // namespace coil
