@@ -25,8 +25,10 @@ endif()
 coil_resolve(CUDA _cuda_found)
 if(COIL_HAVE_CUDA)
   set(CMAKE_CUDA_ARCHITECTURES ${COIL_CUDA_ARCHS})
-  # CMake 3.25 has no CUDA20 dialect for nvcc, so the flag is passed directly (nvcc 12+ accepts it).
-  string(APPEND CMAKE_CUDA_FLAGS " -std=c++20")
+  # CMake < 3.26 knows no C++20 flag for nvcc; this rules file teaches it (harmless on newer CMake).
+  set(CMAKE_USER_MAKE_RULES_OVERRIDE_CUDA ${CMAKE_CURRENT_LIST_DIR}/cuda20_rules.cmake)
+  set(CMAKE_CUDA_STANDARD 20)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   enable_language(CUDA)
   find_package(CUDAToolkit REQUIRED)
 endif()
@@ -93,6 +95,15 @@ if(COIL_OPENMP)
   endif()
 endif()
 
+# yaml-cpp (required: every config is YAML). 0.7 (Debian 12) exports the target `yaml-cpp`, 0.8 (GPU
+# nodes) `yaml-cpp::yaml-cpp`; COIL_YAML_CPP_TARGET names whichever exists.
+find_package(yaml-cpp REQUIRED)
+if(TARGET yaml-cpp::yaml-cpp)
+  set(COIL_YAML_CPP_TARGET yaml-cpp::yaml-cpp)
+else()
+  set(COIL_YAML_CPP_TARGET yaml-cpp)
+endif()
+
 # GoogleTest: the installed package, or the sources under /usr/src/googletest (GPU nodes).
 if(COIL_TESTS)
   find_package(GTest QUIET)
@@ -124,6 +135,7 @@ function(coil_print_summary)
   message(STATUS "  SentencePiece     : ${COIL_HAVE_SENTENCEPIECE} (COIL_SENTENCEPIECE=${COIL_SENTENCEPIECE})")
   message(STATUS "  CBLAS (CPU gemm)  : ${COIL_HAVE_BLAS} ${CBLAS_LIBRARY}")
   message(STATUS "  OpenMP            : ${COIL_HAVE_OPENMP}")
+  message(STATUS "  yaml-cpp          : found ${yaml-cpp_VERSION} (${COIL_YAML_CPP_TARGET})")
   message(STATUS "  tests             : ${COIL_TESTS}")
   message(STATUS "")
 endfunction()

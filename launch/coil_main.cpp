@@ -1,4 +1,5 @@
-// The `coil` command-line entry point. Subcommands: demo (train a tiny LM on the CPU). Usage errors
+// The `coil` command-line entry point. Subcommands: demo (train a tiny LM on the CPU), model info
+// (parameter count and decode-state memory of a model config). Usage errors
 // (unknown subcommand or flag, bad value) exit 2; a coil::Error exits 1 with "error: <message>".
 // Argument parsing is hand-rolled for now (a later change moves it to CLI11).
 #include <cstdint>
@@ -10,6 +11,8 @@
 
 #include "core/error.h"
 #include "trainer/demo.h"
+#include "trainer/model_info.h"
+#include "trainer/model_yaml.h"
 
 namespace {
 
@@ -19,7 +22,8 @@ const char* kUsage =
     "usage: coil <command> [options]\n"
     "\n"
     "commands:\n"
-    "  demo    train a tiny softmax LM on one synthetic batch on the CPU\n"
+    "  demo          train a tiny softmax LM on one synthetic batch on the CPU\n"
+    "  model info    parameter count and decode-state memory of a model config\n"
     "\n"
     "Run 'coil <command> --help' for the options of a command.\n";
 
@@ -36,6 +40,21 @@ const char* kDemoUsage =
     "  --log-every K  steps between progress lines (default 10)\n"
     "  -h, --help     show this help\n";
 
+const char* kModelUsage =
+    "usage: coil model info <config.yaml> [--context N]\n"
+    "\n"
+    "Reads a model config (configs/models/*.yaml) and prints, without building the model:\n"
+    "  - the parameter count, in total and per part (embedding, per-block mixer / MLP / norms with\n"
+    "    their tensors, final norm, lm_head; a hybrid per pattern letter);\n"
+    "  - the decode state each layer keeps per sequence after N tokens (fp32, 4 bytes per value),\n"
+    "    beside a softmax KV cache of the same heads;\n"
+    "  - for a mixer with a constant state, the context from which that state is smaller than the\n"
+    "    KV cache (1058 tokens for 2Mamba at head_dim 64, spec/models.md section 6).\n"
+    "\n"
+    "options:\n"
+    "  --context N    context length of the decode-state figures (default 2048)\n"
+    "  -h, --help     show this help\n";
+
 // A command-line mistake; carries the usage text of the command it belongs to.
 struct UsageError : std::runtime_error {
   explicit UsageError(const std::string& what, const char* usage_text = kUsage)
@@ -43,7 +62,8 @@ struct UsageError : std::runtime_error {
   const char* usage;
 };
 
-int64_t parse_int(const std::string& flag, const std::string& value, int64_t min) {
+int64_t parse_int(const std::string& flag, const std::string& value, int64_t min,
+                  const char* usage = kDemoUsage) {
   size_t used = 0;
   int64_t v = 0;
   try {
@@ -52,10 +72,9 @@ int64_t parse_int(const std::string& flag, const std::string& value, int64_t min
     used = 0;
   }
   if (used == 0 || used != value.size())
-    throw UsageError("option " + flag + " expects an integer, got '" + value + "'", kDemoUsage);
+    throw UsageError("option " + flag + " expects an integer, got '" + value + "'", usage);
   if (v < min)
-    throw UsageError("option " + flag + " must be >= " + std::to_string(min) + ", got " + value,
-                     kDemoUsage);
+    throw UsageError("option " + flag + " must be >= " + std::to_string(min) + ", got " + value, usage);
   return v;
 }
 
@@ -89,6 +108,47 @@ int run_demo_command(const std::vector<std::string>& args) {
   return 0;
 }
 
+// coil model info <config.yaml> [--context N]
+int run_model_command(const std::vector<std::string>& args) {
+  if (args.empty()) throw UsageError("'coil model' expects a subcommand (info)", kModelUsage);
+  if (args[0] == "-h" || args[0] == "--help") {
+    std::cout << kModelUsage;
+    return 0;
+  }
+  if (args[0] != "info") throw UsageError("unknown subcommand 'model " + args[0] + "'", kModelUsage);
+  std::string config_path;
+  int64_t context = 2048;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kModelUsage;
+      return 0;
+    }
+    if (a == "--context" || a.rfind("--context=", 0) == 0) {
+      std::string value;
+      if (a == "--context") {
+        if (i + 1 >= args.size()) throw UsageError("option --context expects a value", kModelUsage);
+        value = args[++i];
+      } else {
+        value = a.substr(a.find('=') + 1);
+      }
+      context = parse_int("--context", value, 1, kModelUsage);
+    } else if (a.rfind("-", 0) == 0) {
+      throw UsageError("unknown option '" + a + "' for 'coil model info'", kModelUsage);
+    } else if (config_path.empty()) {
+      config_path = a;
+    } else {
+      throw UsageError("'coil model info' takes one config file, got '" + config_path + "' and '" +
+                           a + "'",
+                       kModelUsage);
+    }
+  }
+  if (config_path.empty()) throw UsageError("'coil model info' expects a config file", kModelUsage);
+  const coil::ModelConfig config = coil::load_model_config(config_path);
+  coil::print_model_info(coil::compute_model_info(config, context), config, config_path, std::cout);
+  return 0;
+}
+
 int run(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
@@ -102,6 +162,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (cmd == "demo") return run_demo_command(args);
+  if (cmd == "model") return run_model_command(args);
   throw UsageError("unknown command '" + cmd + "'");
 }
 

@@ -23,8 +23,12 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
   const int64_t B = x.size(0), T = x.size(1), H = n_heads, D = head_dim;
   Tensor qkv_out = qkv->forward(x);                                    // (B, T, 3HD)
   std::vector<Tensor> parts = split(qkv_out, {H * D, H * D, H * D}, 2);  // 3 x (B, T, HD)
-  Tensor q = rope(parts[0].reshape({B, T, H, D}), 0, rope_theta);       // (B, T, H, D)
-  Tensor k = rope(parts[1].reshape({B, T, H, D}), 0, rope_theta);       // (B, T, H, D)
+  Tensor q = parts[0].reshape({B, T, H, D});                            // (B, T, H, D)
+  Tensor k = parts[1].reshape({B, T, H, D});                            // (B, T, H, D)
+  if (use_rope) {
+    q = rope(q, 0, rope_theta);
+    k = rope(k, 0, rope_theta);
+  }
   Tensor v = parts[2].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor y = causal_attention(q, k, v);                                 // (B, T, H, D)
   return o->forward(y.reshape({B, T, H * D}));                          // (B, T, C)
@@ -42,8 +46,12 @@ Tensor SoftmaxAttention::forward_stateful(const Tensor& x, const MixerState& in,
     P = k_prev.size(1);
   }
   std::vector<Tensor> parts = split(qkv->forward(x), {H * D, H * D, H * D}, 2);  // 3 x (B, T, HD)
-  Tensor q = rope(parts[0].reshape({B, T, H, D}), P, rope_theta);             // (B, T, H, D)
-  Tensor k = rope(parts[1].reshape({B, T, H, D}), P, rope_theta);             // (B, T, H, D)
+  Tensor q = parts[0].reshape({B, T, H, D});                                  // (B, T, H, D)
+  Tensor k = parts[1].reshape({B, T, H, D});                                  // (B, T, H, D)
+  if (use_rope) {
+    q = rope(q, P, rope_theta);
+    k = rope(k, P, rope_theta);
+  }
   Tensor v = parts[2].reshape({B, T, H, D});                                  // (B, T, H, D)
   Tensor k_all = P ? concat({k_prev, k}, 1) : k;                              // (B, P + T, H, D)
   Tensor v_all = P ? concat({v_prev, v}, 1) : v;

@@ -5,6 +5,9 @@
 #include "core/autograd/recompute.h"
 #include "core/ops.h"
 #include "layers/attention.h"
+#include "layers/linear_mixer.h"
+#include "layers/mamba1.h"
+#include "layers/mamba2.h"
 
 namespace coil {
 
@@ -12,12 +15,18 @@ std::shared_ptr<Mixer> make_mixer(const ModelConfig& c, Generator& gen, const Pa
   if (c.mixer == "softmax")
     return std::make_shared<SoftmaxAttention>(c.d_model, c.n_heads, c.head_dim, c.rope_theta, gen,
                                               opt);
-  COIL_FAIL("unknown mixer '", c.mixer, "' (expected softmax)");
+  if (c.mixer == "linear") return std::make_shared<LinearAttentionMixer>(c, gen, opt);
+  if (c.mixer == "mamba2") return std::make_shared<Mamba2>(c.d_model, c.mamba2, gen, opt);
+  if (c.mixer == "mamba1") return std::make_shared<Mamba1>(c.d_model, c.mamba1, gen, opt);
+  COIL_FAIL("unknown mixer '", c.mixer, "' (expected softmax, linear, mamba2, mamba1)");
 }
 
 int64_t count_mixer_parameters(const ModelConfig& c) {
   if (c.mixer == "softmax") return SoftmaxAttention::count_parameters(c.d_model, c.n_heads, c.head_dim);
-  COIL_FAIL("unknown mixer '", c.mixer, "' (expected softmax)");
+  if (c.mixer == "linear") return LinearAttentionMixer::count_parameters(c);
+  if (c.mixer == "mamba2") return Mamba2::count_parameters(c.d_model, c.mamba2);
+  if (c.mixer == "mamba1") return Mamba1::count_parameters(c.d_model, c.mamba1);
+  COIL_FAIL("unknown mixer '", c.mixer, "' (expected softmax, linear, mamba2, mamba1)");
 }
 
 Block::Block(const ModelConfig& c, Generator& gen, const ParamOptions& opt)

@@ -50,7 +50,9 @@ struct ModelConfig {
   LinearMixerOptions linear;
   Mamba2Options mamba2;
   Mamba1Options mamba1;
-  std::string layer_pattern;      // hybrid only, e.g. "M-M-M*-M-M-" (M Mamba-2, * attention, - MLP)
+  std::string layer_pattern;      // hybrid only, e.g. "M-M-M*-M-M-" (M Mamba-2, * attention, - MLP);
+                                  // its length is the layer count (n_layers is not used)
+  bool hybrid_attention_rope = false;  // hybrid '*' layers: RoPE on q, k (the 8B study used none)
   int64_t vocab = 32000;          // V
   int64_t d_model = 1024;         // C
   int64_t n_layers = 20;          // L

@@ -15,9 +15,16 @@ LanguageModel::LanguageModel(const ModelConfig& c, const ParamOptions& opt) : co
   embedding = register_module(
       "embedding", std::make_shared<Embedding>(c.vocab, c.d_model, gen, opt, kEmbeddingInitStd));
   layers = register_module("layers", std::make_shared<ModuleList>());
-  for (int64_t l = 0; l < c.n_layers; ++l) {
-    blocks_.push_back(std::make_shared<Block>(c, gen, opt));
-    layers->push_back(blocks_.back());
+  if (c.mixer == "hybrid") {
+    for (char kind : c.layer_pattern) {
+      hybrid_layers_.push_back(std::make_shared<HybridLayer>(kind, c, gen, opt));
+      layers->push_back(hybrid_layers_.back());
+    }
+  } else {
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      blocks_.push_back(std::make_shared<Block>(c, gen, opt));
+      layers->push_back(blocks_.back());
+    }
   }
   norm_f = register_module("norm_f", std::make_shared<RMSNorm>(c.d_model, c.norm_eps, opt));
   lm_head = register_module("lm_head", std::make_shared<Linear>(c.d_model, c.vocab, false, gen, opt,
@@ -28,6 +35,7 @@ Tensor LanguageModel::forward(const Tensor& ids) const {
   COIL_CHECK(ids.dim() == 2, "LanguageModel: expected ids (B, T), got ", ids.describe());
   Tensor x = embedding->forward(ids);           // (B, T, C)
   for (const auto& b : blocks_) x = b->forward(x);  // (B, T, C)
+  for (const auto& l : hybrid_layers_) x = l->forward(x);
   return lm_head->forward(norm_f->forward(x));  // (B, T, V)
 }
 
@@ -39,8 +47,13 @@ Tensor LanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ign
 
 int64_t LanguageModel::count_parameters(const ModelConfig& c) {
   c.validate();
-  return Embedding::count_parameters(c.vocab, c.d_model) + c.n_layers * Block::count_parameters(c) +
-         c.d_model + Linear::count_parameters(c.d_model, c.vocab, false);
+  int64_t layers = 0;
+  if (c.mixer == "hybrid")
+    for (char kind : c.layer_pattern) layers += HybridLayer::count_parameters(kind, c);
+  else
+    layers = c.n_layers * Block::count_parameters(c);
+  return Embedding::count_parameters(c.vocab, c.d_model) + layers + c.d_model +
+         Linear::count_parameters(c.d_model, c.vocab, false);
 }
 
 }  // namespace coil

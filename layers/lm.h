@@ -8,6 +8,7 @@
 
 #include "layers/block.h"
 #include "layers/config.h"
+#include "layers/hybrid.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
 
@@ -26,15 +27,19 @@ class LanguageModel : public Module {
   const ModelConfig& config() const { return config_; }
   size_t num_blocks() const { return blocks_.size(); }
   Block& block(size_t i) const { return *blocks_.at(i); }
+  // mixer "hybrid": one layer per pattern letter instead of blocks (num_blocks() is then 0).
+  size_t num_hybrid_layers() const { return hybrid_layers_.size(); }
+  HybridLayer& hybrid_layer(size_t i) const { return *hybrid_layers_.at(i); }
 
   std::shared_ptr<Embedding> embedding;  // weight (V, C)
-  std::shared_ptr<ModuleList> layers;    // L x Block
+  std::shared_ptr<ModuleList> layers;    // L x Block (hybrid: one HybridLayer per pattern letter)
   std::shared_ptr<RMSNorm> norm_f;       // weight (C)
   std::shared_ptr<Linear> lm_head;       // weight (V, C)
 
  private:
   ModelConfig config_;
   std::vector<std::shared_ptr<Block>> blocks_;  // the same blocks as `layers`, typed
+  std::vector<std::shared_ptr<HybridLayer>> hybrid_layers_;  // hybrid: the same layers, typed
 };
 
 }  // namespace coil

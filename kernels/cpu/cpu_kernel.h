@@ -20,7 +20,7 @@ namespace coil::cpu {
 
 // Below this much work (elements, or multiply-adds) a kernel runs on one thread: waking a thread team
 // costs more than it saves, and on a loaded machine spinning threads slow everyone down.
-inline constexpr int64_t kMinParallelWork = int64_t(1) << 15;
+inline constexpr int64_t kMinParallelWork = int64_t(1) << 18;
 
 template <typename T>
 constexpr DType dtype_of();

@@ -52,7 +52,7 @@ void parallel_strided_loop(const Shape& shape, const std::array<const Shape*, N>
   const int64_t numel = shape_numel(shape);
   constexpr int64_t kChunk = 1 << 15;  // elements per task: large enough to amortise the unravel
   const int64_t chunks = (numel + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1)
+#pragma omp parallel for schedule(static) if (chunks > 8)  // a team only pays off for large copies
   for (int64_t c = 0; c < chunks; ++c)
     strided_loop(shape, strides, c * kChunk, std::min(numel, (c + 1) * kChunk), f);
 }

@@ -1,0 +1,79 @@
+// The math of the linear-attention family (spec/models.md sections 2, 5, 6, 7) on q, k (B, T, H, D),
+// v (B, T, H, Dv) and an optional per-head log decay a (B, T, H) (a <= 0; undefined = no A-mask), in
+// three forms that agree to rounding: the masked quadratic reference, the chunked linear-time form
+// with state passing, and the one-token recurrent step. Everything is composed of core autograd ops.
+//
+// Choices shared by every form (so they agree exactly, not just in the limit):
+//   * s enters once: k <- s k on entry (k_scaled), so u_ij = q_i . k_scaled_j and the state holds the
+//     spec's k^ = phi(s k); queries are never scaled.
+//   * Power 2 uses the SYMMETRIC feature map phi(x)_ab = c_ab x_a x_b (a <= b, c_aa = 1, c_ab = sqrt 2,
+//     ordered a-major: (0,0) (0,1) .. (0,D-1) (1,1) ..), F = D (D+1) / 2 = 2080 for D = 64, so
+//     phi(q).phi(k) = (q.k)^2 exactly. Every form and every state uses it (the spec's 135,392 values
+//     per head). A Kronecker state (F = D*D, e.g. of a GPU kernel) is symmetric in (a, b) and
+//     converts as S_sym[ab] = c_ab S_kron[a,b]. Power 1: phi = identity, F = D (activations such as
+//     the ReLU of the "Linear" baseline are applied to q, k before).
+//   * sm_norm divides by max(den, kDenominatorEps) (clamp composed as relu(den - eps) + eps), den =
+//     sum_j w_ij with the s-scaled, decayed weights. The weights are >= 0 for every valid config (power
+//     2, or power 1 with ReLU features), so a zero denominator means a zero numerator and y = 0.
+//   * Decay factors are masked BEFORE exp (-1e30 added where j > i), so nothing overflows.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace coil {
+
+enum class LinPower { One, Two };
+
+// Absolute clamp of the sm_norm denominator (units: sum of s-scaled, decayed weights).
+inline constexpr double kDenominatorEps = 1e-8;
+
+struct LinAttnOptions {
+  LinPower power = LinPower::Two;
+  bool sm_norm = true;  // false: output_norm (plain weighted sum, no z)
+  double scale = 0.125;  // s, multiplies k once
+};
+
+// The state carried between chunks, shards and decode steps. S (B, H, F, Dv) numerator; z (B, H, F)
+// denominator (sm_norm only). Undefined S = the sequence start (zero state).
+struct LinAttnState {
+  Tensor S;
+  Tensor z;
+};
+
+// F for head dim D.
+int64_t linattn_feature_dim(LinPower power, int64_t D);
+// phi: x (..., D) -> (..., F) (identity for power 1, the symmetric square map for power 2).
+Tensor linattn_features(const Tensor& x, LinPower power);
+
+// Masked matrix form. -> (B, T, H, Dv)
+Tensor linattn_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
+                         const LinAttnOptions& opt);
+
+// Chunked form, chunk length `chunk` (T need not be a multiple). `in` may be null or hold an undefined
+// S (zero start); `out`, when given, receives the state after the last token. -> (B, T, H, Dv)
+Tensor linattn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
+                       const LinAttnOptions& opt, int64_t chunk, const LinAttnState* in,
+                       LinAttnState* out);
+
+// One token: q, k (B, 1, H, D), v (B, 1, H, Dv), a (B, 1, H) or undefined. state: in/out.
+// S_t = e^{a_t} S_{t-1} + k^_t v_t^T, z_t likewise, y = q^.S_t / max(q^.z_t, eps). -> (B, 1, H, Dv)
+Tensor linattn_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
+                    const LinAttnOptions& opt, LinAttnState& state);
+
+namespace linattn_detail {
+// Shared pieces of the forms (layers/linattn*.cpp).
+void check_inputs(const char* who, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a);
+// An incoming state must be empty or hold S (B, H, F, Dv) (and z (B, H, F) with sm_norm).
+void check_state(const char* who, const LinAttnState& st, const Tensor& q, const Tensor& v,
+                 const LinAttnOptions& opt);
+// max(den, kDenominatorEps), differentiable.
+Tensor clamp_denominator(const Tensor& den);
+// (n, n) additive mask: 0 where j <= i, -1e30 where j > i.
+Tensor causal_additive_mask(int64_t n, const Tensor& like);
+// (n, n) multiplicative mask: 1 where j <= i, else 0.
+Tensor causal_unit_mask(int64_t n, const Tensor& like);
+}  // namespace linattn_detail
+
+}  // namespace coil
