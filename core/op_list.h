@@ -55,7 +55,8 @@
   X(SoftmaxBackward, "softmax_backward", B) /* in: dy, y -> out: dx                                */ \
   X(Rope, "rope", F)             /* in: x (B, T, H, D), D even -> out: same; interleaved pairs     */ \
                                  /* (2i, 2i+1) rotate by (attrs.pos_offset + t) * theta^(-2i/D);   */ \
-                                 /* attrs.reverse rotates by minus the angle (the backward)       */ \
+                                 /* attrs.reverse rotates by minus the angle (the backward);     */ \
+                                 /* attrs.bf16_positions rounds p to bf16 first (paper baseline) */ \
   X(Attention, "attention", F)   /* in: q, k, v (B, T, H, D) -> out: o (B, T, H, D), lse (B, H, T)  */ \
                                  /* causal; attrs.scale multiplies q.k                        */ \
   X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse -> out: dq, dk, dv      */ \

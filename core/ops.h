@@ -57,8 +57,10 @@ Tensor embedding(const Tensor& table, const Tensor& ids);           // (V, C), i
 Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);      // over the last dim
 Tensor swiglu(const Tensor& gate, const Tensor& up);                // silu(gate) * up
 Tensor softmax(const Tensor& x);                                    // over the last dim
-// x (B, T, H, D): position of token t is pos_offset + t.
-Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0);
+// x (B, T, H, D): position of token t is pos_offset + t, rounded to bf16 when bf16_positions (how
+// the paper's code trained its softmax baseline: positions above 256 collapse onto a coarser grid).
+Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0,
+            bool bf16_positions = false);
 // Causal softmax attention, q, k, v (B, T, H, D) -> (B, T, H, D); scale defaults to 1/sqrt(D).
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                         std::optional<double> scale = std::nullopt);

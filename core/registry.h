@@ -20,6 +20,7 @@ struct OpAttrs {
   double alpha = 1.0, beta = 0.0;
   double eps = 0.0;
   double theta = 10000.0;
+  bool bf16_positions = false;  // rope: positions rounded to bf16 (the paper's training code)
   int64_t pos_offset = 0;
   double scale = 1.0;
   int64_t ignore_index = -100;

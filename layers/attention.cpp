@@ -26,8 +26,8 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
   Tensor q = parts[0].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor k = parts[1].reshape({B, T, H, D});                            // (B, T, H, D)
   if (use_rope) {
-    q = rope(q, 0, rope_theta);
-    k = rope(k, 0, rope_theta);
+    q = rope(q, 0, rope_theta, bf16_positions);
+    k = rope(k, 0, rope_theta, bf16_positions);
   }
   Tensor v = parts[2].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor y = causal_attention(q, k, v);                                 // (B, T, H, D)
@@ -49,8 +49,8 @@ Tensor SoftmaxAttention::forward_stateful(const Tensor& x, const MixerState& in,
   Tensor q = parts[0].reshape({B, T, H, D});                                  // (B, T, H, D)
   Tensor k = parts[1].reshape({B, T, H, D});                                  // (B, T, H, D)
   if (use_rope) {
-    q = rope(q, P, rope_theta);
-    k = rope(k, P, rope_theta);
+    q = rope(q, P, rope_theta, bf16_positions);
+    k = rope(k, P, rope_theta, bf16_positions);
   }
   Tensor v = parts[2].reshape({B, T, H, D});                                  // (B, T, H, D)
   Tensor k_all = P ? concat({k_prev, k}, 1) : k;                              // (B, P + T, H, D)

@@ -30,6 +30,7 @@ class SoftmaxAttention : public Mixer {
   int64_t dim, n_heads, head_dim;
   double rope_theta;
   bool use_rope = true;         // off: no positional encoding (the hybrid study's attention layers)
+  bool bf16_positions = false;  // RoPE positions rounded to bf16 (reproduces the paper's baseline)
   std::shared_ptr<Linear> qkv;  // weight (3HD, C)
   std::shared_ptr<Linear> o;    // weight (C, HD)
 };

@@ -12,9 +12,12 @@
 namespace coil {
 
 std::shared_ptr<Mixer> make_mixer(const ModelConfig& c, Generator& gen, const ParamOptions& opt) {
-  if (c.mixer == "softmax")
-    return std::make_shared<SoftmaxAttention>(c.d_model, c.n_heads, c.head_dim, c.rope_theta, gen,
-                                              opt);
+  if (c.mixer == "softmax") {
+    auto att = std::make_shared<SoftmaxAttention>(c.d_model, c.n_heads, c.head_dim, c.rope_theta,
+                                                  gen, opt);
+    att->bf16_positions = c.rope_bf16_positions;
+    return att;
+  }
   if (c.mixer == "linear") return std::make_shared<LinearAttentionMixer>(c, gen, opt);
   if (c.mixer == "mamba2") return std::make_shared<Mamba2>(c.d_model, c.mamba2, gen, opt);
   if (c.mixer == "mamba1") return std::make_shared<Mamba1>(c.d_model, c.mamba1, gen, opt);

@@ -61,6 +61,7 @@ struct ModelConfig {
   int64_t mlp_hidden = 2048;      // SwiGLU intermediate width (2C in the paper)
   double norm_eps = 1e-5;
   double rope_theta = 10000.0;
+  bool rope_bf16_positions = false;  // softmax: round RoPE positions to bf16 as the paper's code did
   uint64_t seed = 0;
   bool recompute = false;         // recompute each block's activations in backward
 

@@ -26,6 +26,7 @@ HybridLayer::HybridLayer(char kind_, const ModelConfig& c, Generator& gen, const
     auto att = std::make_shared<SoftmaxAttention>(c.d_model, c.n_heads, c.head_dim, c.rope_theta,
                                                   gen, opt);
     att->use_rope = c.hybrid_attention_rope;
+    att->bf16_positions = c.rope_bf16_positions;
     mixer = register_module("mixer", att);
   } else if (kind == '-') {
     mlp = register_module("mlp", std::make_shared<SwiGLUMLP>(c.d_model, c.mlp_hidden, gen, opt));

@@ -204,7 +204,8 @@ std::string mixer_summary(const ModelConfig& c) {
        << ", dt_rank " << (o.dt_rank ? std::to_string(o.dt_rank) : std::string("ceil(C/16)"))
        << ")";
   } else if (c.mixer == "softmax") {
-    os << " (RoPE theta " << c.rope_theta << ")";
+    os << " (RoPE theta " << c.rope_theta << (c.rope_bf16_positions ? ", bf16-rounded positions" : "")
+       << ")";
   }
   return os.str();
 }

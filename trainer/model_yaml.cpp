@@ -116,6 +116,7 @@ ModelConfig model_config_from_yaml(const YAML::Node& model, const std::string& f
       yaml::int_field(f, "mlp_hidden", &c.mlp_hidden, 1),
       yaml::double_field(f, "norm_eps", &c.norm_eps, 0.0, true),
       yaml::double_field(f, "rope_theta", &c.rope_theta, 0.0, true),
+      yaml::bool_field(f, "rope_bf16_positions", &c.rope_bf16_positions),
       yaml::uint_field(f, "seed", &c.seed),
       yaml::bool_field(f, "recompute", &c.recompute),
       later(pattern, "layer_pattern"),

@@ -102,25 +102,26 @@ Tensor softmax(const Tensor& x) {
 }
 
 namespace {
-Tensor rope_raw(const Tensor& x, int64_t pos_offset, double theta, bool reverse) {
+Tensor rope_raw(const Tensor& x, int64_t pos_offset, double theta, bool bf16_positions, bool reverse) {
   Tensor xc = x.contiguous();
   Tensor y = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
   KernelArgs a = make_args(Op::Rope, {xc}, {y});
   a.attrs.pos_offset = pos_offset;
   a.attrs.theta = theta;
   a.attrs.reverse = reverse;
+  a.attrs.bf16_positions = bf16_positions;
   run(a, xc.dtype());
   return y;
 }
 }  // namespace
 
-Tensor rope(const Tensor& x, int64_t pos_offset, double theta) {
+Tensor rope(const Tensor& x, int64_t pos_offset, double theta, bool bf16_positions) {
   check_floating("rope", x, "input");
   COIL_CHECK(x.dim() == 4 && x.size(3) % 2 == 0, "rope: input must be (B, T, H, D) with D even, got ",
              shape_str(x.shape()));
-  Tensor y = rope_raw(x.detach(), pos_offset, theta, false);
-  record("RopeBackward", {x}, {y}, [pos_offset, theta](const Grads& g, const Grads&) {
-    return Grads{rope_raw(g[0], pos_offset, theta, true)};
+  Tensor y = rope_raw(x.detach(), pos_offset, theta, bf16_positions, false);
+  record("RopeBackward", {x}, {y}, [pos_offset, theta, bf16_positions](const Grads& g, const Grads&) {
+    return Grads{rope_raw(g[0], pos_offset, theta, bf16_positions, true)};
   });
   return y;
 }

@@ -33,7 +33,8 @@ void rope_kernel(const KernelArgs& a) {
   const double sign = a.attrs.reverse ? -1.0 : 1.0;
 #pragma omp parallel for schedule(static) if ((x.numel()) > kMinParallelWork)
   for (int64_t t = 0; t < s.T; ++t) {
-    const double pos = double(a.attrs.pos_offset + t);
+    double pos = double(a.attrs.pos_offset + t);
+    if (a.attrs.bf16_positions) pos = bf16_to_float(float_to_bf16(float(pos)));
     for (int64_t i = 0; i < s.D / 2; ++i) {
       const double angle = sign * pos * std::pow(a.attrs.theta, -2.0 * double(i) / double(s.D));
       const double cs = std::cos(angle), sn = std::sin(angle);

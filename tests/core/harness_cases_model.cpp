@@ -72,12 +72,22 @@ OpCase softmax_case(std::string name, InputSpec in) {
   return c;
 }
 
-OpCase rope_case(std::string name, Shape xs, int64_t pos_offset, double theta) {
+// Round a non-negative integer position to bf16's 8 significant bits, ties to even (independent of
+// coil's float_to_bf16: scale to the bf16 grid spacing and use the FPU's round-half-even).
+double bf16_position(int64_t p) {
+  if (p < 256) return double(p);
+  const int e = int(std::floor(std::log2(double(p))));
+  const double step = std::ldexp(1.0, e - 7);
+  return std::nearbyint(double(p) / step) * step;
+}
+
+OpCase rope_case(std::string name, Shape xs, int64_t pos_offset, double theta,
+                 bool bf16_positions = false) {
   OpCase c;
   c.name = std::move(name);
   c.covers = {Op::Rope};
   c.inputs = {normal(xs)};
-  c.run = [=](const Outs& x) { return Outs{rope(x[0], pos_offset, theta)}; };
+  c.run = [=](const Outs& x) { return Outs{rope(x[0], pos_offset, theta, bf16_positions)}; };
   c.reference = [=](const HOuts& x) {
     const int64_t B = x[0].shape[0], T = x[0].shape[1], H = x[0].shape[2], D = x[0].shape[3];
     HostTensor y = HostTensor::zeros(x[0].shape);
@@ -85,7 +95,8 @@ OpCase rope_case(std::string name, Shape xs, int64_t pos_offset, double theta) {
       for (int64_t t = 0; t < T; ++t)
         for (int64_t h = 0; h < H; ++h)
           for (int64_t i = 0; i < D / 2; ++i) {
-            const double ang = double(pos_offset + t) * std::pow(theta, -2.0 * double(i) / double(D));
+            const double pos = bf16_positions ? bf16_position(pos_offset + t) : double(pos_offset + t);
+            const double ang = pos * std::pow(theta, -2.0 * double(i) / double(D));
             const int64_t base = ((b * T + t) * H + h) * D + 2 * i;
             const double x0 = x[0][base], x1 = x[0][base + 1];
             y[base] = x0 * std::cos(ang) - x1 * std::sin(ang);
@@ -207,6 +218,8 @@ void add_model_cases(std::vector<OpCase>& cases) {
   cases.push_back(softmax_case("softmax_large", normal({3, 4}, 3.0, 100.0)));
   cases.push_back(rope_case("rope", {2, 3, 2, 4}, 0, 10000.0));
   cases.push_back(rope_case("rope_pos_offset", {1, 4, 3, 6}, 7, 500.0));
+  // positions 299..304 fall on bf16's spacing-2 grid (ties 299, 301, 303 go to even mantissas)
+  cases.push_back(rope_case("rope_bf16_positions", {1, 6, 2, 4}, 299, 10000.0, true));
   cases.push_back(attention_case("attention", {2, 5, 2, 4}, std::nullopt));
   cases.push_back(attention_case("attention_scale", {1, 6, 3, 8}, 0.7));
   cases.push_back(attention_case("attention_t1", {2, 1, 2, 4}, std::nullopt));

@@ -67,3 +67,29 @@ TEST(SoftmaxState, GradientsThroughThePrefixMatchTheFullRun) {
 
 }  // namespace
 }  // namespace coil
+
+namespace coil {
+namespace {
+
+// The paper's baseline rounded RoPE positions to bf16: identical to exact positions below 256, and
+// different above (positions 257 and 256 collapse onto one grid point), in every path.
+TEST(SoftmaxState, Bf16PositionsMatchExactBelow256AndDifferAbove) {
+  Generator gen(9);
+  ParamOptions opt{DType::F64, Device::cpu()};
+  SoftmaxAttention exact(16, 2, 8, 10000.0, gen, opt);
+  Generator gen2(9);
+  SoftmaxAttention rounded(16, 2, 8, 10000.0, gen2, opt);
+  rounded.bf16_positions = true;
+  Tensor x = Tensor::randn({1, 300, 16}, gen, DType::F64);
+  Tensor ye = exact.forward(x), yr = rounded.forward(x);
+  EXPECT_LT(max_rel(ye.narrow(1, 0, 256), yr.narrow(1, 0, 256)), 1e-13);
+  EXPECT_GT(max_rel(ye.narrow(1, 256, 44), yr.narrow(1, 256, 44)), 1e-6);
+  // The stateful path applies the same rounding to its shard offsets.
+  MixerState s1, s2;
+  Tensor a = rounded.forward_stateful(x.narrow(1, 0, 270), MixerState{}, &s1);
+  Tensor b = rounded.forward_stateful(x.narrow(1, 270, 30), s1, &s2);
+  EXPECT_LT(max_rel(concat({a, b}, 1), yr), 1e-12);
+}
+
+}  // namespace
+}  // namespace coil
