@@ -28,11 +28,12 @@ const char* kUsage =
     "Run 'coil <command> --help' for the options of a command.\n";
 
 const char* kDemoUsage =
-    "usage: coil demo [--steps N] [--seed S] [--log-every K]\n"
+    "usage: coil demo [--config MODEL.yaml] [--steps N] [--seed S] [--log-every K]\n"
     "\n"
-    "Trains a 2-layer softmax LM (d 64, 4 heads of 16, vocab 64) on one fixed batch of 4 x 32\n"
-    "tokens with AdamW and a linear warmup/decay schedule, printing a progress line every K steps\n"
-    "and the initial and final loss.\n"
+    "Trains a tiny LM (default: 2-layer softmax, d 64, 4 heads of 16, vocab 64; or the model of\n"
+    "--config, e.g. configs/models/2mamba-tiny.yaml) on one fixed batch of 4 x 32 tokens with AdamW\n"
+    "and a linear warmup/decay schedule, printing a progress line every K steps and the initial\n"
+    "and final loss.\n"
     "\n"
     "options:\n"
     "  --steps N      optimizer steps (default 200)\n"
@@ -94,12 +95,13 @@ int run_demo_command(const std::vector<std::string>& args) {
       value = a.substr(eq + 1);
       has_value = true;
     }
-    if (flag != "--steps" && flag != "--seed" && flag != "--log-every")
+    if (flag != "--steps" && flag != "--seed" && flag != "--log-every" && flag != "--config")
       throw UsageError("unknown option '" + a + "' for 'coil demo'", kDemoUsage);
     if (!has_value) {
       if (i + 1 >= args.size()) throw UsageError("option " + flag + " expects a value", kDemoUsage);
       value = args[++i];
     }
+    if (flag == "--config") opt.config_path = value;
     if (flag == "--steps") opt.steps = parse_int(flag, value, 1);
     if (flag == "--seed") opt.seed = uint64_t(parse_int(flag, value, 0));
     if (flag == "--log-every") opt.log_every = parse_int(flag, value, 1);

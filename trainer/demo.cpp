@@ -10,6 +10,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/random.h"
 #include "layers/lm.h"
+#include "trainer/model_yaml.h"
 #include "trainer/adamw.h"
 #include "trainer/clip.h"
 #include "trainer/schedule.h"
@@ -45,7 +46,8 @@ ModelConfig demo_model_config(uint64_t seed) {
 
 DemoResult run_demo(const DemoOptions& o, std::ostream& out) {
   COIL_CHECK(o.steps > 0, "demo: --steps must be positive, got ", o.steps);
-  const ModelConfig config = demo_model_config(o.seed);
+  const ModelConfig config =
+      o.config_path.empty() ? demo_model_config(o.seed) : load_model_config(o.config_path);
   LanguageModel model(config);
   TokenBatch batch = make_repeat_batch(o.batch, o.seq_len, config.vocab, o.period, o.seed + 1);
 
@@ -62,8 +64,10 @@ DemoResult run_demo(const DemoOptions& o, std::ostream& out) {
   char line[256];
   if (o.log_every > 0) {
     std::snprintf(line, sizeof line,
-                  "coil demo: softmax LM, %lld layers, d %lld, %lld heads x %lld, vocab %lld, "
+                  "coil demo: %s LM, %lld layers, d %lld, %lld heads x %lld, vocab %lld, "
                   "%lld parameters; batch %lld x %lld tokens, %lld steps\n",
+                  config.mixer == "linear" ? ("linear/" + config.linear.power).c_str()
+                                           : config.mixer.c_str(),
                   (long long)config.n_layers, (long long)config.d_model, (long long)config.n_heads,
                   (long long)config.head_dim, (long long)config.vocab,
                   (long long)model.num_parameters(), (long long)o.batch, (long long)o.seq_len,

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <string>
 
 #include "core/tensor.h"
 #include "layers/config.h"
@@ -23,6 +24,7 @@ TokenBatch make_repeat_batch(int64_t B, int64_t T, int64_t vocab, int64_t period
 ModelConfig demo_model_config(uint64_t seed);
 
 struct DemoOptions {
+  std::string config_path;  // a model YAML (configs/models/*.yaml); empty: demo_model_config(seed)
   int64_t steps = 200;
   uint64_t seed = 0;
   int64_t log_every = 10;  // progress line every K steps (and on the last); <= 0: silent
