@@ -55,14 +55,28 @@ TEST(SoftmaxState, GradientsThroughThePrefixMatchTheFullRun) {
   Tensor x = x0.clone().set_requires_grad(true);
   sum(att.forward(x) * r).backward();
   std::vector<double> want = x.grad().to_vector();
+  Tensor want_wqkv = att.qkv->weight.grad().clone(), want_wo = att.o->weight.grad().clone();
 
-  Tensor xs = x0.clone().set_requires_grad(true);
-  MixerState s1, s2;
-  Tensor y1 = att.forward_stateful(xs.narrow(1, 0, 4), MixerState{}, &s1);
-  Tensor y2 = att.forward_stateful(xs.narrow(1, 4, 6), s1, &s2);
-  sum(concat({y1, y2}, 1) * r).backward();
-  Tensor got = xs.grad();
-  EXPECT_LT(max_rel(got, Tensor::from_vector(want, got.shape(), DType::F64)), 1e-12);
+  const std::vector<std::vector<int64_t>> splits = {{4, 6}, {3, 1, 6}, {2, 3, 4, 1}};
+  for (const auto& lens : splits) {
+    att.zero_grad();
+    Tensor xs = x0.clone().set_requires_grad(true);
+    MixerState st;
+    std::vector<Tensor> ys;
+    int64_t off = 0;
+    for (int64_t len : lens) {
+      MixerState next;
+      ys.push_back(att.forward_stateful(xs.narrow(1, off, len), st, &next));
+      st = next;
+      off += len;
+    }
+    sum(concat(ys, 1) * r).backward();
+    Tensor got = xs.grad();
+    EXPECT_LT(max_rel(got, Tensor::from_vector(want, got.shape(), DType::F64)), 1e-12)
+        << lens.size() << " shards";
+    EXPECT_LT(max_rel(att.qkv->weight.grad(), want_wqkv), 1e-12) << lens.size() << " shards";
+    EXPECT_LT(max_rel(att.o->weight.grad(), want_wo), 1e-12) << lens.size() << " shards";
+  }
 }
 
 }  // namespace
