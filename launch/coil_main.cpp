@@ -1,5 +1,7 @@
 // The `coil` command-line entry point. Subcommands: demo (train a tiny LM on the CPU), model info
-// (parameter count and decode-state memory of a model config). Usage errors
+// (parameter count and decode-state memory of a model config), data prepare / tokenize / info and
+// tokenizer train (launch/data_commands.cpp), train and checkpoint info
+// (launch/train_commands.cpp). Usage errors
 // (unknown subcommand or flag, bad value) exit 2; a coil::Error exits 1 with "error: <message>".
 // Argument parsing is hand-rolled for now (a later change moves it to CLI11).
 #include <cstdint>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "launch/data_commands.h"
+#include "launch/train_commands.h"
 #include "trainer/demo.h"
 #include "trainer/model_info.h"
 #include "trainer/model_yaml.h"
@@ -24,6 +28,12 @@ const char* kUsage =
     "commands:\n"
     "  demo          train a tiny softmax LM on one synthetic batch on the CPU\n"
     "  model info    parameter count and decode-state memory of a model config\n"
+    "  train         train a model from a run config (configs/runs/*.yaml)\n"
+    "  checkpoint info  step, config and tensors of an HDF5 checkpoint\n"
+    "  data prepare  build the plain-English text corpus (Debian packages + npm corpora)\n"
+    "  data tokenize tokenize a corpus into token shards\n"
+    "  data info     validate token shards and print their headers\n"
+    "  tokenizer train  train a SentencePiece BPE tokenizer on a corpus\n"
     "\n"
     "Run 'coil <command> --help' for the options of a command.\n";
 
@@ -165,6 +175,10 @@ int run(int argc, char** argv) {
   }
   if (cmd == "demo") return run_demo_command(args);
   if (cmd == "model") return run_model_command(args);
+  if (cmd == "train") return coil::cli::run_train_command(args);
+  if (cmd == "checkpoint") return coil::cli::run_checkpoint_command(args);
+  if (cmd == "data") return coil::cli::run_data_command(args);
+  if (cmd == "tokenizer") return coil::cli::run_tokenizer_command(args);
   throw UsageError("unknown command '" + cmd + "'");
 }
 

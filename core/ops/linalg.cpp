@@ -58,7 +58,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     Tensor ad = a.detach(), bd = b.detach();
     if (shape_numel(bb) == 1 && bt > 0) {
       // b is one matrix: fold a's batch into its rows (one big GEMM).
-      Tensor a2 = ad.reshape({1, bt * M, K});
+      // A 2-D a keeps its strides (unsqueeze is a view), so a transposed a (every weight-gradient
+      // GEMM, g^T x) reaches the kernel as trans_a instead of being copied.
+      Tensor a2 = ad.dim() == 2 ? ad.unsqueeze(0) : ad.reshape({1, bt * M, K});
       y = matmul3(a2, bd.reshape({1, K, N}), 1);
     } else {
       Shape fa = batch, fb = batch;

@@ -1,0 +1,190 @@
+// Causal depthwise conv1d and its backward on CUDA (kernels/cpu/conv.cpp's contracts), any width W:
+// x, y (B, T, C), w (C, W), b (C); tap k of channel c reads time t - (W-1) + k, zero before t = 0.
+// y and dx: one thread per element, channels innermost (coalesced), sums over the W taps in the
+// compute type. dw and db are deterministic: the B*T rows are cut into G fixed runs (G depends only
+// on the shape); a 32 x 8 block sums one run for 32 channels (8 lanes along the rows, combined in
+// order) into a partial (G, C, W + 1) buffer, then a second kernel sums the G partials in order.
+#include "kernels/cuda/block_reduce.cuh"
+#include "kernels/cuda/cuda_kernel.cuh"
+
+namespace coil::cuda {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct ConvShape {
+  int64_t B, T, C, W;
+};
+
+// --- Conv1d: y[b, t, c] = bias[c] + sum_k w[c, k] x[b, t - (W-1) + k, c] ----------------------------------
+template <typename T>
+__global__ void conv1d_kernel(const T* x, const T* w, const T* bias, T* y, ConvShape s) {
+  using A = compute_t<T>;
+  const int64_t total = s.B * s.T * s.C;
+  for (int64_t k = grid_index(); k < total; k += grid_stride()) {
+    const int64_t c = k % s.C, t = (k / s.C) % s.T, b = k / (s.C * s.T);
+    A acc = to_compute(bias[c]);
+    for (int64_t tap = 0; tap < s.W; ++tap) {
+      const int64_t src = t - (s.W - 1) + tap;
+      if (src >= 0) acc += to_compute(w[c * s.W + tap]) * to_compute(x[(b * s.T + src) * s.C + c]);
+    }
+    y[k] = from_compute<T>(acc);
+  }
+}
+
+// --- Conv1dBackward dx: dx[b, u, c] = sum_k w[c, k] dy[b, u + (W-1) - k, c] (terms past T dropped) ------
+template <typename T>
+__global__ void conv1d_dx_kernel(const T* dy, const T* w, T* dx, ConvShape s) {
+  using A = compute_t<T>;
+  const int64_t total = s.B * s.T * s.C;
+  for (int64_t k = grid_index(); k < total; k += grid_stride()) {
+    const int64_t c = k % s.C, u = (k / s.C) % s.T, b = k / (s.C * s.T);
+    A acc = A(0);
+    for (int64_t tap = 0; tap < s.W; ++tap) {
+      const int64_t t = u + (s.W - 1) - tap;
+      if (t < s.T) acc += to_compute(w[c * s.W + tap]) * to_compute(dy[(b * s.T + t) * s.C + c]);
+    }
+    dx[k] = from_compute<T>(acc);
+  }
+}
+
+// --- dw[c, k] = sum_{b,t} dy[b,t,c] x[b,t-(W-1)+k,c], db[c] = sum_{b,t} dy[b,t,c] ------------------------
+constexpr int kLanes = 8;              // block lanes along the rows
+constexpr int kTapTile = 4;            // taps accumulated in registers per sweep over a run
+constexpr int64_t kMinRunRows = 64;    // fewest rows per run
+constexpr int64_t kMaxRuns = 512;      // G at most
+
+template <typename T>
+struct ConvGradParams {
+  const T* dy;
+  const T* x;
+  compute_t<T>* partial;  // (G, C, W + 1): dw taps then db
+  ConvShape s;
+  int64_t run_rows, G, tiles;
+};
+
+template <typename T>
+__global__ void conv1d_dw_partial_kernel(ConvGradParams<T> p) {
+  using A = compute_t<T>;
+  __shared__ A lanes[kLanes][kWarpSize];
+  const ConvShape s = p.s;
+  const int tx = threadIdx.x % kWarpSize, ty = threadIdx.x / kWarpSize;
+  const int64_t rows = s.B * s.T;
+  for (int64_t blk = blockIdx.x; blk < p.G * p.tiles; blk += gridDim.x) {
+    const int64_t g = blk / p.tiles, c = (blk % p.tiles) * kWarpSize + tx;
+    const int64_t r0 = g * p.run_rows, r1 = min(rows, r0 + p.run_rows);
+    // Sweep k0 covers taps [k0, k0 + kTapTile); slot W (db) rides along with the first sweep.
+    for (int64_t k0 = 0; k0 < s.W; k0 += kTapTile) {
+      A acc[kTapTile + 1] = {};
+      if (c < s.C) {
+        for (int64_t r = r0 + ty; r < r1; r += kLanes) {
+          const int64_t t = r % s.T;
+          const A g_dy = to_compute(p.dy[r * s.C + c]);
+          if (k0 == 0) acc[kTapTile] += g_dy;
+#pragma unroll
+          for (int j = 0; j < kTapTile; ++j) {
+            const int64_t tap = k0 + j, src = t - (s.W - 1) + tap;
+            if (tap < s.W && src >= 0) acc[j] += g_dy * to_compute(p.x[(r - t + src) * s.C + c]);
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j <= kTapTile; ++j) {
+        // Uniform across the block (depends on k0 and j only), so the barriers below stay matched.
+        if (j < kTapTile ? k0 + j >= s.W : k0 != 0) continue;
+        const int64_t slot = j < kTapTile ? k0 + j : s.W;
+        lanes[ty][tx] = acc[j];
+        __syncthreads();
+        if (ty == 0 && c < s.C) {
+          A sum = lanes[0][tx];
+          for (int l = 1; l < kLanes; ++l) sum += lanes[l][tx];
+          p.partial[(g * s.C + c) * (s.W + 1) + slot] = sum;
+        }
+        __syncthreads();
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void conv1d_dw_final_kernel(const compute_t<T>* partial, int64_t G, ConvShape s, T* dw, T* db) {
+  const int64_t slots = s.W + 1;
+  for (int64_t k = grid_index(); k < s.C * slots; k += grid_stride()) {
+    const int64_t c = k / slots, slot = k % slots;
+    compute_t<T> acc = compute_t<T>(0);
+    for (int64_t g = 0; g < G; ++g) acc += partial[(g * s.C + c) * slots + slot];
+    if (slot < s.W) dw[c * s.W + slot] = from_compute<T>(acc);
+    else db[c] = from_compute<T>(acc);
+  }
+}
+
+ConvShape conv_shape(const Tensor& x, const Tensor& w) {
+  COIL_INTERNAL_ASSERT(x.dim() == 3 && w.dim() == 2 && w.size(0) == x.size(2) && w.size(1) >= 1,
+                       "conv1d x ", x.describe(), ", w ", w.describe());
+  return {x.size(0), x.size(1), x.size(2), w.size(1)};
+}
+
+template <typename T>
+void conv1d_launch(const KernelArgs& a) {
+  check_arity(a, 3, 1);
+  for (const Tensor* t : {&a.in[0], &a.in[1], &a.in[2], &a.out[0]}) {
+    check_tensor<T>(*t);
+    COIL_INTERNAL_ASSERT(t->is_contiguous(), "conv1d ", t->describe());
+  }
+  const ConvShape s = conv_shape(a.in[0], a.in[1]);
+  COIL_INTERNAL_ASSERT(a.in[2].numel() == s.C && a.out[0].shape() == a.in[0].shape(), "conv1d bias ",
+                       a.in[2].describe(), " y ", a.out[0].describe());
+  const int64_t total = s.B * s.T * s.C;
+  if (total == 0) return;
+  LaunchContext ctx(a.in[0]);
+  conv1d_kernel<T><<<grid_for(total), kThreads, 0, ctx.stream>>>(a.in[0].data<T>(), a.in[1].data<T>(),
+                                                                 a.in[2].data<T>(), a.out[0].data<T>(), s);
+  COIL_CUDA_CHECK_LAUNCH("conv1d_kernel");
+}
+
+template <typename T>
+void conv1d_backward_launch(const KernelArgs& a) {
+  using A = compute_t<T>;
+  check_arity(a, 3, 3);
+  for (const Tensor* t : {&a.in[0], &a.in[1], &a.in[2], &a.out[0], &a.out[1], &a.out[2]}) {
+    check_tensor<T>(*t);
+    COIL_INTERNAL_ASSERT(t->is_contiguous(), "conv1d_backward ", t->describe());
+  }
+  const Tensor& dy = a.in[0];
+  const Tensor& x = a.in[1];
+  const Tensor& w = a.in[2];
+  const Tensor& dx = a.out[0];
+  const Tensor& dw = a.out[1];
+  const Tensor& db = a.out[2];
+  const ConvShape s = conv_shape(x, w);
+  COIL_INTERNAL_ASSERT(dy.shape() == x.shape() && dx.shape() == x.shape() && dw.shape() == w.shape() &&
+                           db.numel() == s.C,
+                       "conv1d_backward dy ", dy.describe(), ", dx ", dx.describe(), ", dw ", dw.describe());
+  if (s.C == 0) return;
+  LaunchContext ctx(x);
+  const int64_t rows = s.B * s.T;
+  if (rows == 0) {  // empty sums
+    COIL_CUDA_CHECK(cudaMemsetAsync(dw.data_ptr(), 0, size_t(dw.numel()) * sizeof(T), ctx.stream));
+    COIL_CUDA_CHECK(cudaMemsetAsync(db.data_ptr(), 0, size_t(db.numel()) * sizeof(T), ctx.stream));
+    return;
+  }
+  conv1d_dx_kernel<T><<<grid_for(rows * s.C), kThreads, 0, ctx.stream>>>(dy.data<T>(), w.data<T>(),
+                                                                         dx.data<T>(), s);
+  COIL_CUDA_CHECK_LAUNCH("conv1d_dx_kernel");
+  const int64_t run_rows = std::max(kMinRunRows, ceil_div(rows, kMaxRuns));
+  const int64_t G = ceil_div(rows, run_rows), tiles = ceil_div(s.C, kWarpSize);
+  Tensor partial = Tensor::empty({G * s.C * (s.W + 1)}, dtype_of<A>(), x.device());  // (G, C, W + 1)
+  ConvGradParams<T> p{dy.data<T>(), x.data<T>(), static_cast<A*>(partial.data_ptr()), s, run_rows, G, tiles};
+  conv1d_dw_partial_kernel<T><<<row_grid(G * tiles), kWarpSize * kLanes, 0, ctx.stream>>>(p);
+  COIL_CUDA_CHECK_LAUNCH("conv1d_dw_partial_kernel");
+  conv1d_dw_final_kernel<T><<<grid_for(s.C * (s.W + 1)), kThreads, 0, ctx.stream>>>(p.partial, G, s,
+                                                                                    dw.data<T>(), db.data<T>());
+  COIL_CUDA_CHECK_LAUNCH("conv1d_dw_final_kernel");
+}
+
+}  // namespace
+
+COIL_CUDA_FLOAT_KERNELS(Conv1d, conv1d_launch);
+COIL_CUDA_FLOAT_KERNELS(Conv1dBackward, conv1d_backward_launch);
+
+}  // namespace coil::cuda

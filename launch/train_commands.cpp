@@ -1,0 +1,153 @@
+// `coil train --config RUN.yaml [--set key=value ...] [--resume auto|PATH]` and
+// `coil checkpoint info PATH`.
+#include "launch/train_commands.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "trainer/checkpoint.h"
+#include "trainer/run_config.h"
+#include "trainer/train_loop.h"
+
+namespace coil::cli {
+
+namespace {
+
+const char* kTrainUsage =
+    "usage: coil train --config RUN.yaml [--set key.path=value ...] [--resume auto|PATH]\n"
+    "\n"
+    "Trains the model of a run config (configs/runs/*.yaml: model, data, optim, schedule, train,\n"
+    "precision, parallel, checkpoint, logging sections; see trainer/run_config.h). Prints the\n"
+    "resolved config, a progress line every train.log_every steps, writes JSONL metrics to\n"
+    "logging.jsonl and HDF5 checkpoints to checkpoint.dir.\n"
+    "\n"
+    "options:\n"
+    "  --config FILE        the run config (required)\n"
+    "  --set KEY=VALUE      override a config value before validation (repeatable),\n"
+    "                       e.g. --set optim.lr=3e-4 --set train.steps=200\n"
+    "  --resume auto|PATH   auto: continue from the newest complete checkpoint of checkpoint.dir\n"
+    "                       (a fresh start when there is none); PATH: from that checkpoint\n"
+    "  -h, --help           show this help\n";
+
+const char* kCheckpointUsage =
+    "usage: coil checkpoint info PATH\n"
+    "\n"
+    "Prints a checkpoint's step, format version, run config summary and every tensor with its\n"
+    "shape (/params/<name>, /optim/m/<name>, /optim/v/<name>).\n";
+
+int usage_error(const std::string& message, const char* usage) {
+  std::cerr << "coil: " << message << "\n\n" << usage;
+  return 2;
+}
+
+}  // namespace
+
+int run_train_command(const std::vector<std::string>& args) {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  TrainOptions options;
+  options.out = &std::cout;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kTrainUsage;
+      return 0;
+    }
+    std::string flag = a, value;
+    bool has_value = false;
+    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      flag = a.substr(0, eq);
+      value = a.substr(eq + 1);
+      has_value = true;
+    }
+    if (flag != "--config" && flag != "--set" && flag != "--resume")
+      return usage_error("unknown option '" + a + "' for 'coil train'", kTrainUsage);
+    if (!has_value) {
+      if (i + 1 >= args.size())
+        return usage_error("option " + flag + " expects a value", kTrainUsage);
+      value = args[++i];
+    }
+    if (flag == "--config") config_path = value;
+    if (flag == "--set") overrides.push_back(value);
+    if (flag == "--resume") {
+      if (value.empty())
+        return usage_error("--resume expects auto or a checkpoint path", kTrainUsage);
+      options.resume = value;
+    }
+  }
+  if (config_path.empty()) return usage_error("'coil train' needs --config RUN.yaml", kTrainUsage);
+  const RunConfig config = load_run_config(config_path, overrides);
+  auto train_source = make_train_source(config);
+  auto eval_source = make_eval_source(config);
+  const TrainResult r = train(config, *train_source, eval_source.get(), options);
+  if (r.stopped_non_finite) {
+    std::cout << "run stopped after " << r.end_step << " steps on non-finite losses/gradients; "
+              << "last checkpoint " << r.last_checkpoint << "\n";
+    return 1;
+  }
+  std::cout << "done: " << r.end_step << " steps";
+  if (!r.steps.empty()) std::cout << ", final loss " << r.steps.back().loss;
+  if (!r.eval_losses.empty()) std::cout << ", held-out loss " << r.eval_losses.back().second;
+  std::cout << "\n";
+  return 0;
+}
+
+int run_checkpoint_command(const std::vector<std::string>& args) {
+  if (args.empty())
+    return usage_error("'coil checkpoint' expects a subcommand (info)", kCheckpointUsage);
+  if (args[0] == "-h" || args[0] == "--help") {
+    std::cout << kCheckpointUsage;
+    return 0;
+  }
+  if (args[0] != "info")
+    return usage_error("unknown subcommand 'checkpoint " + args[0] + "'", kCheckpointUsage);
+  if (args.size() == 2 && (args[1] == "-h" || args[1] == "--help")) {
+    std::cout << kCheckpointUsage;
+    return 0;
+  }
+  if (args.size() != 2)
+    return usage_error("'coil checkpoint info' takes one checkpoint path", kCheckpointUsage);
+  const std::string& path = args[1];
+  const CheckpointInfo info = inspect_checkpoint(path);
+  const CheckpointMeta& m = info.meta;
+  std::cout << "checkpoint " << path << "\n"
+            << "  format version   " << info.format_version << "\n"
+            << "  step             " << m.step << "\n"
+            << "  tokens           " << m.tokens << "\n"
+            << "  skipped steps    " << m.skipped_steps << "\n"
+            << "  schedule         " << schedule_kind_name(m.schedule.kind) << ", peak lr "
+            << m.schedule.peak_lr << ", warmup " << m.schedule.warmup_steps << ", decay end "
+            << m.schedule.decay_end_step << ", final lr " << m.schedule.final_lr << "\n";
+  for (const auto& [name, st] : m.rng)
+    std::cout << "  rng " << name << "       seed " << st.first << ", offset " << st.second << "\n";
+  for (const auto& [name, st] : m.sources) {
+    std::cout << "  data " << name << ":";
+    for (const auto& [k, v] : st) {
+      std::cout << " " << k << "=";
+      if (const int64_t* n = std::get_if<int64_t>(&v))
+        std::cout << *n;
+      else
+        std::cout << std::get<std::string>(v);
+    }
+    std::cout << "\n";
+  }
+  try {
+    const RunConfig c = parse_run_config(m.config_yaml, path + ":config_yaml");
+    std::cout << "  run              " << c.name << ": " << c.model.mixer << " model, vocab "
+              << c.model.vocab << ", d " << c.model.d_model << ", heads " << c.model.n_heads
+              << " x " << c.model.head_dim << "; " << c.train.steps << " steps of "
+              << c.train.batch_size << " x " << c.train.seq_len << " x " << c.train.grad_accum
+              << "\n";
+  } catch (const Error& e) {
+    std::cout << "  run config       (does not parse with this coil: " << e.message() << ")\n";
+  }
+  std::cout << "  tensors          " << info.tensors.size() << "\n";
+  for (const auto& t : info.tensors) {
+    std::cout << "    " << t.path << " " << t.dtype << " (";
+    for (size_t i = 0; i < t.shape.size(); ++i) std::cout << (i ? ", " : "") << t.shape[i];
+    std::cout << ")\n";
+  }
+  return 0;
+}
+
+}  // namespace coil::cli

@@ -1,0 +1,106 @@
+// Run configs: one YAML file with the sections below, read strictly (trainer/yaml_fields.h: unknown
+// keys, wrong types and out-of-range values throw "FILE:LINE: key.path: ..."). Every field but
+// model.mixer has a default; `--set a.b=value` overrides are applied to the YAML tree before it is
+// read (errors then name the override). run_config_to_yaml gives the resolved config (defaults
+// filled in), which is printed at start, stored in every checkpoint and reads back to the same
+// config.
+//
+//   name: tiny-softmax          # run name (default: the file's stem); labels plots
+//   model: {...}                # as configs/models/*.yaml (trainer/model_yaml.h)
+//   data: {kind: synthetic, period: 8, seed: 1, eval_seed: 2}   # shards: not wired in yet
+//   optim: {lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1, clip: 1.0}
+//   schedule: {kind: warmup_linear, warmup: 10, decay_end_step: 0 (= train.steps), final_lr: 0}
+//   train: {steps, batch_size, seq_len, grad_accum, seed, eval_every, eval_batches, log_every,
+//           nan_tolerance, device: cpu|cuda}
+//   precision: fp32             # fp32 | bf16 (bf16: GPU only, not implemented yet)
+//   parallel: {dp: 1, tp: 1, sp: 1}   # only 1 x 1 x 1 until parallel/ is wired in
+//   checkpoint: {dir: runs/NAME, every: 0 (end only), keep_last: 3 (0: keep all)}
+//   logging: {jsonl: "" (none), peak_tflops: 0 (no MFU)}
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "layers/config.h"
+#include "trainer/schedule.h"
+
+namespace coil {
+
+struct DataConfig {
+  std::string kind = "synthetic";  // only "synthetic" until the data/ loader is adapted
+  int64_t period = 8;              // synthetic: length of the repeated pattern
+  uint64_t seed = 1;               // training stream
+  uint64_t eval_seed = 2;          // held-out stream
+};
+
+struct OptimConfig {
+  double lr = 1e-3;  // peak lr of the schedule
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+  double clip = 1.0;  // global grad-norm clip; 0 disables
+};
+
+struct ScheduleConfig {
+  std::string kind = "warmup_linear";  // constant | warmup_linear | warmup_cosine
+  int64_t warmup = 0;
+  int64_t decay_end_step = 0;  // 0: train.steps
+  double final_lr = 0.0;
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int64_t batch_size = 8;  // sequences per micro-batch
+  int64_t seq_len = 64;
+  int64_t grad_accum = 1;  // micro-batches per optimizer step
+  uint64_t seed = 0;       // the trainer's Generator (saved in checkpoints)
+  int64_t eval_every = 0;  // 0: no held-out loss
+  int64_t eval_batches = 4;
+  int64_t log_every = 10;
+  int64_t nan_tolerance = 5;   // non-finite steps in a row before stopping
+  std::string device = "cpu";  // cpu | cuda
+};
+
+struct ParallelConfig {
+  int64_t dp = 1, tp = 1, sp = 1;
+};
+
+struct CheckpointConfig {
+  std::string dir;        // default: runs/<name>
+  int64_t every = 0;      // 0: only at the end (and on a NaN stop)
+  int64_t keep_last = 3;  // 0: keep all
+};
+
+struct LoggingConfig {
+  std::string jsonl;         // "" : no metrics file
+  double peak_tflops = 0.0;  // the device's peak, for MFU; 0: MFU not reported
+};
+
+struct RunConfig {
+  std::string name;
+  std::string source;  // the file it was read from (for messages)
+  ModelConfig model;
+  DataConfig data;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  TrainConfig train;
+  std::string precision = "fp32";
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  LoggingConfig logging;
+
+  // The LR schedule the loop follows (peak = optim.lr; decay_end_step 0 -> train.steps).
+  LRSchedule lr_schedule() const;
+};
+
+// Reads a run config; `overrides` are "key.path=value" strings (value parsed as YAML).
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& overrides = {});
+// The same from YAML text (tests, checkpoints); `file` names it in messages.
+RunConfig parse_run_config(const std::string& text, const std::string& file,
+                           const std::vector<std::string>& overrides = {});
+
+// The resolved config as YAML (every field, the model fully expanded without its preset).
+std::string run_config_to_yaml(const RunConfig& config);
+// The model section alone, canonical: two runs have the same model iff these strings are equal.
+std::string model_config_to_yaml(const ModelConfig& model);
+
+}  // namespace coil

@@ -1,0 +1,269 @@
+// The training loop: one optimizer step = grad_accum micro-batches, then clip, NaN check, AdamW.
+#include "trainer/train_loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <ostream>
+
+#include "core/allocator.h"
+#include "core/autograd/grad_mode.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "trainer/adamw.h"
+#include "trainer/clip.h"
+#include "trainer/metrics.h"
+#include "trainer/schedule.h"
+
+namespace coil {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Device run_device(const RunConfig& c) {
+  if (c.train.device == "cpu") return Device::cpu();
+  COIL_CHECK(device_type_available(DeviceType::CUDA), c.source,
+             ": train.device is cuda but no CUDA device is available in this build or machine");
+  return Device::cuda(0);
+}
+
+double held_out_loss(const LanguageModel& model, BatchSource& src, const SourceState& start,
+                     int64_t batches, Device device) {
+  NoGradGuard no_grad;
+  src.restore(start);  // the same held-out batches every time
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    Batch b = src.next_batch();
+    sum += model.loss(b.ids.to(device), b.targets.to(device)).item();
+  }
+  return sum / double(batches);
+}
+
+}  // namespace
+
+std::unique_ptr<BatchSource> make_train_source(const RunConfig& c) {
+  COIL_CHECK(c.data.kind == "synthetic", c.source, ": data.kind '", c.data.kind,
+             "' has no batch source yet");
+  return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
+                                           c.data.period, c.data.seed);
+}
+
+std::unique_ptr<BatchSource> make_eval_source(const RunConfig& c) {
+  COIL_CHECK(c.data.kind == "synthetic", c.source, ": data.kind '", c.data.kind,
+             "' has no batch source yet");
+  return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
+                                           c.data.period, c.data.eval_seed);
+}
+
+TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eval_src,
+                  const TrainOptions& opt) {
+  std::ostream* out = opt.out;
+  char line[512];
+  const Device device = run_device(cfg);
+  const std::string config_yaml = run_config_to_yaml(cfg);
+  const std::string model_yaml = model_config_to_yaml(cfg.model);
+  if (out) *out << "coil train: resolved config\n" << config_yaml << std::flush;
+
+  LanguageModel model(cfg.model, ParamOptions{DType::F32, device});
+  AdamWOptions aopt;
+  aopt.lr = cfg.optim.lr;
+  aopt.beta1 = cfg.optim.beta1;
+  aopt.beta2 = cfg.optim.beta2;
+  aopt.eps = cfg.optim.eps;
+  aopt.weight_decay = cfg.optim.weight_decay;
+  AdamW optimizer(model.parameters(), aopt);
+  const LRSchedule schedule = cfg.lr_schedule();
+  Generator rng(cfg.train.seed);  // nothing draws from it yet (no dropout); saved for exact resume
+  const SourceState eval_start = eval_src ? eval_src->state() : SourceState{};
+
+  TrainResult result;
+  int64_t step = 0, tokens = 0, skipped = 0, bad_in_a_row = 0;
+  std::string resume_path = opt.resume;
+  if (resume_path == "auto") {
+    std::vector<std::string> unreadable;
+    resume_path = latest_complete_checkpoint(cfg.checkpoint.dir, &unreadable);
+    if (out)
+      for (const auto& u : unreadable) *out << "warning: skipping unreadable " << u << "\n";
+    if (resume_path.empty() && out)
+      *out << "resume auto: no complete checkpoint in '" << cfg.checkpoint.dir
+           << "', starting at step 0\n";
+  } else if (resume_path.empty()) {
+    const auto existing = list_checkpoints(cfg.checkpoint.dir);
+    COIL_CHECK(existing.empty(), "checkpoint.dir '", cfg.checkpoint.dir, "' already holds ",
+               existing.size(), " checkpoint(s) (newest ", existing.back().second,
+               "): resume with --resume auto, or choose another checkpoint.dir");
+  }
+  if (!resume_path.empty()) {
+    const CheckpointMeta meta = read_checkpoint(resume_path, model, optimizer, model_yaml);
+    step = meta.step;
+    tokens = meta.tokens;
+    skipped = meta.skipped_steps;
+    bad_in_a_row = meta.bad_in_a_row;
+    if (auto it = meta.rng.find("trainer"); it != meta.rng.end())
+      rng.set_state(it->second.first, it->second.second);
+    auto src = meta.sources.find("train");
+    COIL_CHECK(src != meta.sources.end(), "checkpoint '", resume_path,
+               "' has no /data/train source state");
+    train_src.restore(src->second);
+    if (auto ev = meta.sources.find("eval"); eval_src && ev != meta.sources.end())
+      eval_src->restore(ev->second);
+    result.resumed_from = resume_path;
+    if (out) *out << "resumed from " << resume_path << " at step " << step << "\n";
+  }
+  result.start_step = step;
+
+  const int64_t steps = cfg.train.steps;
+  const int64_t tokens_per_step = cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum;
+  const int64_t nparams = model.num_parameters();
+  const double flops_per_token = train_flops_per_token(cfg.model, nparams, cfg.train.seq_len);
+  JsonlWriter jsonl;
+  if (!cfg.logging.jsonl.empty()) jsonl = JsonlWriter(cfg.logging.jsonl);
+  if (out) {
+    std::snprintf(line, sizeof line,
+                  "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step, "
+                  "steps %lld..%lld, data %s\n",
+                  cfg.name.c_str(), cfg.model.mixer.c_str(), (long long)nparams,
+                  (long long)cfg.train.batch_size, (long long)cfg.train.seq_len,
+                  (long long)cfg.train.grad_accum, (long long)step, (long long)steps,
+                  train_src.describe().c_str());
+    *out << line << std::flush;
+  }
+
+  auto save = [&](int64_t at) {
+    std::filesystem::create_directories(cfg.checkpoint.dir);
+    CheckpointMeta meta;
+    meta.step = at;
+    meta.tokens = tokens;
+    meta.skipped_steps = skipped;
+    meta.bad_in_a_row = bad_in_a_row;
+    meta.config_yaml = config_yaml;
+    meta.model_config_yaml = model_yaml;
+    meta.schedule = schedule;
+    meta.rng["trainer"] = {rng.seed(), rng.offset()};
+    meta.sources["train"] = train_src.state();
+    if (eval_src) meta.sources["eval"] = eval_start;
+    const std::string path = checkpoint_path(cfg.checkpoint.dir, at);
+    write_checkpoint(path, model, optimizer, meta, opt.hooks.checkpoint);
+    prune_checkpoints(cfg.checkpoint.dir, cfg.checkpoint.keep_last);
+    result.last_checkpoint = path;
+    if (out) *out << "checkpoint " << path << "\n" << std::flush;
+  };
+
+  const std::vector<Tensor> params = model.parameters();
+  const auto run_start = Clock::now();
+  auto window_start = run_start;
+  int64_t window_tokens = 0;
+  Allocator& alloc = allocator_for(device.type);
+  alloc.reset_peak(device.index);
+  while (step < steps) {
+    const double lr = lr_at(schedule, step);
+    optimizer.set_lr(lr);
+    optimizer.zero_grad();
+    double loss_sum = 0;
+    for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
+      Batch b = train_src.next_batch();
+      Tensor loss = model.loss(b.ids.to(device), b.targets.to(device));
+      // Each micro-batch contributes 1/grad_accum of the mean loss's gradient.
+      if (cfg.train.grad_accum > 1) loss = loss * (1.0 / double(cfg.train.grad_accum));
+      loss.backward();
+      loss_sum += loss.item();
+    }
+    const double loss_value = loss_sum;  // the mean over the micro-batches
+    const double norm = clip_grad_norm(params, cfg.optim.clip);
+    StepRecord rec{step + 1, loss_value, lr, norm, false};
+    if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
+      rec.skipped = true;
+      ++skipped;
+      ++bad_in_a_row;
+      optimizer.zero_grad();
+    } else {
+      optimizer.step();
+      bad_in_a_row = 0;
+    }
+    ++step;
+    tokens += tokens_per_step;
+    window_tokens += tokens_per_step;
+    result.steps.push_back(rec);
+    if (opt.hooks.after_step) opt.hooks.after_step(step, model);
+
+    const bool last = step == steps;
+    const bool stop_nan = bad_in_a_row >= cfg.train.nan_tolerance;
+    double eval_loss = NAN;
+    const bool do_eval =
+        eval_src && cfg.train.eval_every > 0 && (step % cfg.train.eval_every == 0 || last);
+    if (do_eval) {
+      eval_loss = held_out_loss(model, *eval_src, eval_start, cfg.train.eval_batches, device);
+      result.eval_losses.push_back({step, eval_loss});
+    }
+    const bool do_log = cfg.train.log_every > 0 &&
+                        (step % cfg.train.log_every == 0 || last || step == result.start_step + 1);
+    if (do_log || do_eval || stop_nan) {
+      const auto now = Clock::now();
+      const double window_s = std::chrono::duration<double>(now - window_start).count();
+      const double elapsed = std::chrono::duration<double>(now - run_start).count();
+      const double tok_s = window_tokens / std::max(window_s, 1e-9);
+      const double mfu = cfg.logging.peak_tflops > 0
+                             ? flops_per_token * tok_s / (cfg.logging.peak_tflops * 1e12)
+                             : NAN;
+      const double eta = elapsed / double(step - result.start_step) * double(steps - step);
+      const MemoryStats mem = alloc.stats(device.index);
+      if (out && (do_log || stop_nan)) {
+        std::string mfu_text = std::isfinite(mfu) ? "" : "-";
+        if (std::isfinite(mfu)) {
+          char b[32];
+          std::snprintf(b, sizeof b, "%.1f%%", 100 * mfu);
+          mfu_text = b;
+        }
+        std::snprintf(line, sizeof line,
+                      "step %6lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | MFU %s | "
+                      "mem %s (peak %s) | ETA %s%s\n",
+                      (long long)step, (long long)steps, loss_value, lr, norm, tok_s,
+                      mfu_text.c_str(), format_bytes(mem.current_bytes).c_str(),
+                      format_bytes(mem.peak_bytes).c_str(), format_duration(eta).c_str(),
+                      rec.skipped ? " | SKIPPED (non-finite)" : "");
+        *out << line;
+        if (do_eval) {
+          std::snprintf(line, sizeof line, "step %6lld/%lld | held-out loss %.4f\n",
+                        (long long)step, (long long)steps, eval_loss);
+          *out << line;
+        }
+        *out << std::flush;
+      }
+      std::vector<std::pair<std::string, JsonlWriter::Value>> f = {
+          {"run", cfg.name},
+          {"step", step},
+          {"loss", loss_value},
+          {"lr", lr},
+          {"grad_norm", norm},
+          {"tokens", tokens},
+          {"tokens_per_s", tok_s},
+          {"mfu", mfu},
+          {"mem_bytes", mem.current_bytes},
+          {"peak_mem_bytes", mem.peak_bytes},
+          {"skipped_steps", skipped},
+          {"elapsed_s", elapsed}};
+      if (do_eval) f.push_back({"eval_loss", eval_loss});
+      jsonl.write(f);
+      window_start = now;
+      window_tokens = 0;
+    }
+    if (stop_nan) {
+      result.stopped_non_finite = true;
+      if (out)
+        *out << "stopping: " << bad_in_a_row << " non-finite steps in a row (train.nan_tolerance "
+             << cfg.train.nan_tolerance << ")\n";
+      save(step);
+      break;
+    }
+    if (last || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0)) save(step);
+    if (opt.hooks.stop_after > 0 && step >= opt.hooks.stop_after) break;
+  }
+  result.end_step = step;
+  return result;
+}
+
+}  // namespace coil
