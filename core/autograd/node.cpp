@@ -49,8 +49,12 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   COIL_INTERNAL_ASSERT(g.dtype() == leaf.dtype(), "gradient dtype ", dtype_name(g.dtype()),
                        " for leaf ", leaf.describe());
   Tensor cur = leaf.grad();
-  // The incoming tensor may be shared with other consumers of the same gradient: never alias it.
-  leaf.set_grad(cur.defined() ? add(cur, g) : g.clone());
+  // The incoming tensor may be shared with other consumers of the same gradient (the same handle
+  // sent to two inputs, or a view of a larger gradient): then it is copied. A gradient nobody else
+  // references is taken as it is, which saves a full copy per parameter per step.
+  const bool sole_owner = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
+                          g.is_contiguous() && g.offset() == 0;
+  leaf.set_grad(cur.defined() ? add(cur, g) : (sole_owner ? g : g.clone()));
   for (auto& hook : post_hooks) hook(leaf);
   return {};
 }

@@ -172,3 +172,23 @@ TEST(Autograd, RecomputeReachesParametersWhenInputsNeedNoGrad) {
 
 }  // namespace
 }  // namespace coil
+
+namespace coil {
+namespace {
+
+// A gradient shared by two leaves (add's backward sends the same tensor to both) must not alias:
+// scaling one leaf's .grad in place (as clipping does) must leave the other's untouched.
+TEST(Autograd, LeafGradientsNeverAliasEachOther) {
+  Tensor a = Tensor::from_vector({1, 2}, {2}, DType::F64).set_requires_grad(true);
+  Tensor b = Tensor::from_vector({3, 4}, {2}, DType::F64).set_requires_grad(true);
+  (a + b).backward(Tensor::from_vector({1, 1}, {2}, DType::F64));
+  EXPECT_NE(a.grad().storage().get(), b.grad().storage().get());
+  {
+    NoGradGuard g;
+    a.grad().fill_(7.0);
+  }
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{1, 1}));
+}
+
+}  // namespace
+}  // namespace coil

@@ -1,0 +1,194 @@
+// coil_attention_bench: causal softmax attention in bf16 through coil's CUDA op (cuDNN's fused
+// attention where it takes the shape), forward and forward+backward, at H heads of dim D and a fixed
+// number of tokens per call (T from 1K to 32K, B = tokens / T): the kernel benchmark.
+// Timing: CUDA events around each call on the current stream, after warm-up calls (which also build
+// and cache the cuDNN plans), median of --iters. fwd: causal_attention under NoGradGuard. fwd+bwd,
+// two ways: "kernels" runs the Attention and AttentionBackward ops through the registry (the kernel
+// time the targets are about); "autograd" is causal_attention + backward(dO) with the leaf
+// grads dropped between calls, which adds what the engine does around the op (today: AccumulateGrad
+// clones each incoming leaf gradient, three (B, T, H, D) copies).
+// FLOPs (the FlashAttention convention): fwd = 4 B H T^2 D / 2 (two matmuls, causal half),
+// fwd+bwd = 3.5 x fwd (the backward does five matmuls to the forward's two).
+//   coil_attention_bench [--iters 20] [--warmup 3] [--tokens 32768] [--heads 16] [--dim 64]
+//                        [--lengths 1024,2048,4096,8192,16384,32768] [--csv FILE]
+// --csv writes "T,B,H,D,fwd_ms,fwdbwd_kernels_ms,impl_fwd,impl_bwd,fwdbwd_autograd_ms" lines for
+// bench/attention_torch.py.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "core/registry.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/device.h"
+#include "kernels/cuda/stream.h"
+
+namespace {
+
+using namespace coil;
+
+inline constexpr int64_t kMaxNativeT = 2048;
+
+struct Options {
+  int iters = 20, warmup = 3;
+  int64_t tokens = 32768, heads = 16, dim = 64;
+  std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384, 32768};
+  std::string csv;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&]() -> std::string {
+      COIL_CHECK(i + 1 < argc, argv[i], " needs a value");
+      return argv[++i];
+    };
+    const std::string a = argv[i];
+    if (a == "--iters") o.iters = std::stoi(next());
+    else if (a == "--warmup") o.warmup = std::stoi(next());
+    else if (a == "--tokens") o.tokens = std::stoll(next());
+    else if (a == "--heads") o.heads = std::stoll(next());
+    else if (a == "--dim") o.dim = std::stoll(next());
+    else if (a == "--csv") o.csv = next();
+    else if (a == "--lengths") {
+      o.lengths.clear();
+      std::stringstream ss(next());
+      for (std::string t; std::getline(ss, t, ',');) o.lengths.push_back(std::stoll(t));
+    } else {
+      COIL_FAIL("unknown argument ", a,
+                " (see the top of bench/attention_bench.cpp for the options)");
+    }
+  }
+  COIL_CHECK(o.iters > 0 && o.warmup >= 0, "--iters must be > 0");
+  return o;
+}
+
+// Median time in ms of `iters` calls of fn, each between two events on the current stream; `between`
+// runs untimed after each call.
+double median_ms(int warmup, int iters, const std::function<void()>& fn,
+                 const std::function<void()>& between) {
+  cudaStream_t stream = cuda::current_stream(0);
+  cudaEvent_t start, stop;
+  COIL_CUDA_CHECK(cudaEventCreate(&start));
+  COIL_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < warmup; ++i) {
+    fn();
+    between();
+  }
+  std::vector<double> ms;
+  for (int i = 0; i < iters; ++i) {
+    COIL_CUDA_CHECK(cudaEventRecord(start, stream));
+    fn();
+    COIL_CUDA_CHECK(cudaEventRecord(stop, stream));
+    COIL_CUDA_CHECK(cudaEventSynchronize(stop));
+    float t = 0.0f;
+    COIL_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
+    ms.push_back(t);
+    between();
+  }
+  COIL_CUDA_CHECK(cudaEventDestroy(start));
+  COIL_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+int run(const Options& opt) {
+  if (!device_type_available(DeviceType::CUDA)) {
+    std::fprintf(stderr, "coil_attention_bench: no CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop{};
+  COIL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (%d SMs); %s\n", prop.name, prop.multiProcessorCount,
+              cuda::cudnn_attention_info().c_str());
+  std::printf("causal bf16 attention, H=%lld D=%lld, %lld tokens per call, median of %d after %d warm-up\n",
+              (long long)opt.heads, (long long)opt.dim, (long long)opt.tokens, opt.iters, opt.warmup);
+  FILE* csv = opt.csv.empty() ? nullptr : std::fopen(opt.csv.c_str(), "w");
+  COIL_CHECK(opt.csv.empty() || csv, "cannot write ", opt.csv);
+
+  // One random draw serves every shape: B * T = tokens throughout.
+  const Device gpu = Device::cuda(0);
+  const int64_t H = opt.heads, D = opt.dim, n = opt.tokens * H * D;
+  Generator gen(2026);
+  auto draw = [&] { return Tensor::randn({n}, gen, DType::F32).to(DType::BF16).to(gpu); };
+  const Tensor q_all = draw(), k_all = draw(), v_all = draw(), do_all = draw();
+
+  std::printf("%7s %4s  %-7s %-7s %10s %10s %10s %12s %12s\n", "T", "B", "fwd", "bwd", "fwd ms",
+              "f+b ms", "autograd", "fwd TFLOP/s", "f+b TFLOP/s");
+  for (int64_t T : opt.lengths) {
+    COIL_CHECK(T > 0 && opt.tokens % T == 0, "--lengths: ", T, " does not divide ", opt.tokens);
+    const int64_t B = opt.tokens / T;
+    const Shape s{B, T, H, D};  // (B, T, H, D)
+    Tensor q = q_all.view(s).detach(), k = k_all.view(s).detach(), v = v_all.view(s).detach();
+    const Tensor dO = do_all.view(s);
+    const auto impl_f = cuda::bf16_attention_impl(0, B, T, H, D, false);
+    const auto impl_b = cuda::bf16_attention_impl(0, B, T, H, D, true);
+    // The native kernels are a correctness path (one warp per row): seconds per call at long T.
+    if ((impl_f == cuda::AttentionImpl::Native || impl_b == cuda::AttentionImpl::Native) && T > kMaxNativeT) {
+      std::printf("%7lld %4lld  %-7s %-7s   skipped: native kernels above T=%lld\n", (long long)T, (long long)B,
+                  cuda::attention_impl_name(impl_f), cuda::attention_impl_name(impl_b), (long long)kMaxNativeT);
+      continue;
+    }
+
+    const double fwd = median_ms(opt.warmup, opt.iters, [&] {
+      NoGradGuard no_grad;
+      Tensor o = causal_attention(q, k, v);
+    }, [] {});
+    const double scale = 1.0 / std::sqrt(double(D));
+    const double fb = median_ms(opt.warmup, opt.iters, [&] {
+      Tensor o = Tensor::empty(s, DType::BF16, gpu), lse = Tensor::empty({B, H, T}, DType::F32, gpu);
+      KernelArgs f{Op::Attention, {q, k, v}, {o, lse}, {}};
+      f.attrs.scale = scale;
+      dispatch(Op::Attention, DType::BF16, f);
+      Tensor dq = Tensor::empty(s, DType::BF16, gpu), dk = Tensor::empty(s, DType::BF16, gpu),
+             dv = Tensor::empty(s, DType::BF16, gpu);
+      KernelArgs b{Op::AttentionBackward, {dO, q, k, v, o, lse}, {dq, dk, dv}, {}};
+      b.attrs.scale = scale;
+      dispatch(Op::AttentionBackward, DType::BF16, b);
+    }, [] {});
+    q.set_requires_grad(true);
+    k.set_requires_grad(true);
+    v.set_requires_grad(true);
+    const double fb_autograd = median_ms(opt.warmup, opt.iters, [&] {
+      Tensor o = causal_attention(q, k, v);
+      o.backward(dO);
+    }, [&] {
+      q.zero_grad();
+      k.zero_grad();
+      v.zero_grad();
+    });
+
+    const double flops = 4.0 * double(B) * double(H) * double(T) * double(T) * double(D) / 2.0;
+    std::printf("%7lld %4lld  %-7s %-7s %10.3f %10.3f %10.3f %12.1f %12.1f\n", (long long)T, (long long)B,
+                cuda::attention_impl_name(impl_f), cuda::attention_impl_name(impl_b), fwd, fb, fb_autograd,
+                flops / (fwd * 1e-3) / 1e12, 3.5 * flops / (fb * 1e-3) / 1e12);
+    std::fflush(stdout);
+    if (csv)
+      std::fprintf(csv, "%lld,%lld,%lld,%lld,%.5f,%.5f,%s,%s,%.5f\n", (long long)T, (long long)B, (long long)H,
+                   (long long)D, fwd, fb, cuda::attention_impl_name(impl_f), cuda::attention_impl_name(impl_b),
+                   fb_autograd);
+  }
+  if (csv) std::fclose(csv);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(parse(argc, argv));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "coil_attention_bench: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,312 @@
+// Causal softmax attention on CUDA, matching kernels/cpu/attention.cpp (contract in attention.h).
+// bf16 goes to cuDNN's fused attention (cudnn_sdpa.cpp) when it takes the call; everything else runs
+// the native kernels here: correctness first, one warp per (b, h, row), each lane holding D/32 elements
+// of the row in registers, scores reduced across the warp, online softmax (FlashAttention-style running
+// max and sum) in the compute type (fp32 for f32 / bf16, fp64 for f64). The backward needs no atomics:
+// dQ walks a query's keys, dK and dV walk a key's queries, so every result is deterministic.
+#include <cmath>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cuda_kernel.cuh"
+
+namespace coil::cuda {
+namespace {
+
+inline constexpr int kWarp = 32;
+inline constexpr unsigned kFullMask = 0xffffffffu;
+inline constexpr int kWarpsPerBlock = 4;  // 128 threads: one row per warp, small blocks balance causal rows
+inline constexpr int kMaxPerLane = 8;     // elements of a row per lane: head dims up to 256
+inline constexpr int64_t kMaxHeadDim = int64_t(kWarp) * kMaxPerLane;
+
+__device__ __forceinline__ float m_exp(float x) { return expf(x); }
+__device__ __forceinline__ double m_exp(double x) { return exp(x); }
+__device__ __forceinline__ float m_log(float x) { return logf(x); }
+__device__ __forceinline__ double m_log(double x) { return log(x); }
+
+// Sum over the warp, the same value in every lane (fixed butterfly order: deterministic).
+template <typename C>
+__device__ __forceinline__ C warp_sum(C v) {
+#pragma unroll
+  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(kFullMask, v, o);
+  return v;
+}
+
+// The (b, h, row) of this warp; false for the tail warps past the last row.
+struct RowOf {
+  int64_t b, h, i;
+};
+__device__ __forceinline__ bool warp_row(int64_t B, int64_t T, int64_t H, RowOf* r) {
+  const int64_t w = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  if (w >= B * H * T) return false;
+  r->i = w % T;
+  const int64_t bh = w / T;
+  r->b = bh / H;
+  r->h = bh % H;
+  return true;
+}
+
+// A row of a (B, T, H, D) tensor held across the warp: lane l has elements l, l + 32, ...
+template <int NPL, typename C>
+struct Row {
+  C x[NPL];
+  template <typename E>
+  __device__ __forceinline__ void load(const E* p, int64_t D, int lane) {
+#pragma unroll
+    for (int r = 0; r < NPL; ++r) {
+      const int64_t d = int64_t(r) * kWarp + lane;
+      x[r] = d < D ? to_compute(p[d]) : C(0);
+    }
+  }
+  __device__ __forceinline__ void zero() {
+#pragma unroll
+    for (int r = 0; r < NPL; ++r) x[r] = C(0);
+  }
+  // This lane's part of the dot product with a row in memory.
+  template <typename E>
+  __device__ __forceinline__ C dot(const E* p, int64_t D, int lane) const {
+    C s = C(0);
+#pragma unroll
+    for (int r = 0; r < NPL; ++r) {
+      const int64_t d = int64_t(r) * kWarp + lane;
+      if (d < D) s += x[r] * to_compute(p[d]);
+    }
+    return s;
+  }
+  // x = x * a + b * row
+  template <typename E>
+  __device__ __forceinline__ void scale_add(C a, C b, const E* p, int64_t D, int lane) {
+#pragma unroll
+    for (int r = 0; r < NPL; ++r) {
+      const int64_t d = int64_t(r) * kWarp + lane;
+      if (d < D) x[r] = x[r] * a + b * to_compute(p[d]);
+    }
+  }
+  template <typename E>
+  __device__ __forceinline__ void store(E* p, C a, int64_t D, int lane) const {
+#pragma unroll
+    for (int r = 0; r < NPL; ++r) {
+      const int64_t d = int64_t(r) * kWarp + lane;
+      if (d < D) p[d] = from_compute<E>(x[r] * a);
+    }
+  }
+};
+
+// --- forward ------------------------------------------------------------------------------------------
+template <typename E>
+struct FwdParams {
+  const E* q;           // (B, T, H, D)
+  const E* k;           // (B, T, H, D)
+  const E* v;           // (B, T, H, D)
+  E* o;                 // (B, T, H, D)
+  compute_t<E>* lse;    // (B, H, T)
+  int64_t B, T, H, D;
+  compute_t<E> scale;
+};
+
+// o_i = sum_{j<=i} exp(s_ij - lse_i) v_j with s_ij = scale q_i.k_j, by an online softmax over j.
+template <int NPL, typename E>
+__global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_fwd_kernel(FwdParams<E> p) {
+  using C = compute_t<E>;
+  RowOf r;
+  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t step = p.H * p.D;                         // from position t to t + 1
+  const int64_t head = (r.b * p.T * p.H + r.h) * p.D;     // position 0 of (b, h)
+  Row<NPL, C> q, acc;
+  q.load(p.q + head + r.i * step, p.D, lane);
+  acc.zero();
+  C m = C(-INFINITY), l = C(0);
+  for (int64_t j = 0; j <= r.i; ++j) {
+    const C s = p.scale * warp_sum(q.dot(p.k + head + j * step, p.D, lane));
+    const C m_new = s > m ? s : m;
+    const C corr = m_exp(m - m_new), e = m_exp(s - m_new);  // corr = 0 on the first key
+    l = l * corr + e;
+    acc.scale_add(corr, e, p.v + head + j * step, p.D, lane);
+    m = m_new;
+  }
+  acc.store(p.o + head + r.i * step, C(1) / l, p.D, lane);
+  if (lane == 0) p.lse[(r.b * p.H + r.h) * p.T + r.i] = m + m_log(l);
+}
+
+// --- backward -----------------------------------------------------------------------------------------
+template <typename E>
+struct BwdParams {
+  const E* dO;              // (B, T, H, D)
+  const E* q;               // (B, T, H, D)
+  const E* k;               // (B, T, H, D)
+  const E* v;               // (B, T, H, D)
+  const E* o;               // (B, T, H, D)
+  const compute_t<E>* lse;  // (B, H, T)
+  compute_t<E>* delta;      // (B, H, T): Delta_i = dO_i . o_i, written by the first kernel
+  E* dq;                    // (B, T, H, D)
+  E* dk;                    // (B, T, H, D)
+  E* dv;                    // (B, T, H, D)
+  int64_t B, T, H, D;
+  compute_t<E> scale;
+};
+
+// Delta_i = dO_i . o_i. For bf16, o holds the output rounded to bf16, and that rounding, multiplied by
+// dO, is the largest error of dK at small head dims (2x a naive bf16 implementation at D = 4); there
+// Delta_i = sum_{j<=i} P_ij dO_i.v_j is recomputed in fp32 instead (the same value in exact arithmetic,
+// one more pass over the keys).
+template <int NPL, typename E>
+__global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_delta_kernel(BwdParams<E> p) {
+  using C = compute_t<E>;
+  RowOf r;
+  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t step = p.H * p.D, head = (r.b * p.T * p.H + r.h) * p.D;
+  const int64_t stat = (r.b * p.H + r.h) * p.T + r.i;
+  Row<NPL, C> dO;
+  dO.load(p.dO + head + r.i * step, p.D, lane);
+  C d = C(0);
+  if constexpr (std::is_same_v<E, bf16_t>) {
+    Row<NPL, C> q;
+    q.load(p.q + head + r.i * step, p.D, lane);
+    const C l = p.lse[stat];
+    for (int64_t j = 0; j <= r.i; ++j) {
+      const C qk = q.dot(p.k + head + j * step, p.D, lane);
+      const C dov = dO.dot(p.v + head + j * step, p.D, lane);
+      d += m_exp(p.scale * warp_sum(qk) - l) * warp_sum(dov);
+    }
+  } else {
+    d = warp_sum(dO.dot(p.o + head + r.i * step, p.D, lane));
+  }
+  if (lane == 0) p.delta[stat] = d;
+}
+
+// dq_i = scale sum_{j<=i} P_ij (dO_i.v_j - Delta_i) k_j, with P_ij = exp(s_ij - lse_i).
+template <int NPL, typename E>
+__global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_dq_kernel(BwdParams<E> p) {
+  using C = compute_t<E>;
+  RowOf r;
+  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t step = p.H * p.D, head = (r.b * p.T * p.H + r.h) * p.D;
+  const int64_t stat = (r.b * p.H + r.h) * p.T + r.i;
+  Row<NPL, C> q, dO, acc;
+  q.load(p.q + head + r.i * step, p.D, lane);
+  dO.load(p.dO + head + r.i * step, p.D, lane);
+  acc.zero();
+  const C l = p.lse[stat], delta = p.delta[stat];
+  for (int64_t j = 0; j <= r.i; ++j) {
+    const C qk = q.dot(p.k + head + j * step, p.D, lane);
+    const C dov = dO.dot(p.v + head + j * step, p.D, lane);
+    const C pij = m_exp(p.scale * warp_sum(qk) - l);
+    acc.scale_add(C(1), pij * (warp_sum(dov) - delta), p.k + head + j * step, p.D, lane);
+  }
+  acc.store(p.dq + head + r.i * step, p.scale, p.D, lane);
+}
+
+// dv_j = sum_{i>=j} P_ij dO_i;  dk_j = scale sum_{i>=j} P_ij (dO_i.v_j - Delta_i) q_i.
+template <int NPL, typename E>
+__global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_dkdv_kernel(BwdParams<E> p) {
+  using C = compute_t<E>;
+  RowOf r;  // r.i is the key position j here
+  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  const int lane = threadIdx.x % kWarp;
+  const int64_t step = p.H * p.D, head = (r.b * p.T * p.H + r.h) * p.D;
+  const int64_t stats = (r.b * p.H + r.h) * p.T;
+  Row<NPL, C> k, v, dk, dv;
+  k.load(p.k + head + r.i * step, p.D, lane);
+  v.load(p.v + head + r.i * step, p.D, lane);
+  dk.zero();
+  dv.zero();
+  for (int64_t i = r.i; i < p.T; ++i) {
+    const C qk = k.dot(p.q + head + i * step, p.D, lane);
+    const C dov = v.dot(p.dO + head + i * step, p.D, lane);
+    const C pij = m_exp(p.scale * warp_sum(qk) - p.lse[stats + i]);
+    dv.scale_add(C(1), pij, p.dO + head + i * step, p.D, lane);
+    dk.scale_add(C(1), pij * (warp_sum(dov) - p.delta[stats + i]), p.q + head + i * step, p.D, lane);
+  }
+  dk.store(p.dk + head + r.i * step, p.scale, p.D, lane);
+  dv.store(p.dv + head + r.i * step, C(1), p.D, lane);
+}
+
+// --- launchers ----------------------------------------------------------------------------------------
+// Calls f.template operator()<NPL>() with the fewest elements per lane that hold a row of D.
+template <typename F>
+void with_per_lane(int64_t D, F&& f) {
+  if (D <= kWarp) f.template operator()<1>();
+  else if (D <= 2 * kWarp) f.template operator()<2>();
+  else if (D <= 4 * kWarp) f.template operator()<4>();
+  else f.template operator()<kMaxPerLane>();
+}
+
+unsigned row_blocks(int64_t rows) {
+  const int64_t blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  COIL_CHECK(blocks <= int64_t(0x7fffffff), "CUDA attention: ", rows, " rows exceed one launch");
+  return unsigned(blocks);
+}
+
+template <typename E>
+void check_bthd(const Tensor& t, const Shape& shape) {
+  check_tensor<E>(t);
+  COIL_INTERNAL_ASSERT(t.shape() == shape && t.is_contiguous(), "attention wants contiguous ",
+                       shape_str(shape), ", got ", t.describe());
+}
+
+template <typename E>
+void check_stat(const Tensor& t, int64_t B, int64_t H, int64_t T) {
+  COIL_INTERNAL_ASSERT(t.device().is_cuda() && t.dtype() == dtype_of<compute_t<E>>() &&
+                           t.shape() == Shape({B, H, T}) && t.is_contiguous(),
+                       "attention lse must be contiguous (", B, ", ", H, ", ", T, ") ",
+                       dtype_name(dtype_of<compute_t<E>>()), ", got ", t.describe());
+}
+
+template <typename E>
+void attention_launch(const KernelArgs& a) {
+  check_arity(a, 3, 2);
+  const Tensor &q = a.in[0], &k = a.in[1], &v = a.in[2], &o = a.out[0], &lse = a.out[1];
+  COIL_INTERNAL_ASSERT(q.dim() == 4, "attention wants (B, T, H, D), got ", q.describe());
+  for (const Tensor* t : {&q, &k, &v, &o}) check_bthd<E>(*t, q.shape());
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
+  check_stat<E>(lse, B, H, T);
+  COIL_CHECK(D <= kMaxHeadDim, "CUDA attention: head dim ", D, " is over the supported ", kMaxHeadDim);
+  if (q.numel() == 0) return;
+  if constexpr (std::is_same_v<E, bf16_t>)
+    if (cudnn_sdpa_forward(q, k, v, o, lse, a.attrs.scale)) return;
+  FwdParams<E> p{q.data<E>(), k.data<E>(), v.data<E>(), o.data<E>(), lse.data<compute_t<E>>(),
+                 B, T, H, D, compute_t<E>(a.attrs.scale)};
+  LaunchContext ctx(q);
+  with_per_lane(D, [&]<int NPL>() {
+    attention_fwd_kernel<NPL, E><<<row_blocks(B * H * T), kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+    COIL_CUDA_CHECK_LAUNCH("attention_fwd_kernel");
+  });
+}
+
+template <typename E>
+void attention_backward_launch(const KernelArgs& a) {
+  check_arity(a, 6, 3);
+  const Tensor &dO = a.in[0], &q = a.in[1], &k = a.in[2], &v = a.in[3], &o = a.in[4], &lse = a.in[5];
+  const Tensor &dq = a.out[0], &dk = a.out[1], &dv = a.out[2];
+  COIL_INTERNAL_ASSERT(q.dim() == 4, "attention backward wants (B, T, H, D), got ", q.describe());
+  for (const Tensor* t : {&dO, &q, &k, &v, &o, &dq, &dk, &dv}) check_bthd<E>(*t, q.shape());
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
+  check_stat<E>(lse, B, H, T);
+  COIL_CHECK(D <= kMaxHeadDim, "CUDA attention: head dim ", D, " is over the supported ", kMaxHeadDim);
+  if (q.numel() == 0) return;
+  if constexpr (std::is_same_v<E, bf16_t>)
+    if (cudnn_sdpa_backward(dO, q, k, v, o, lse, dq, dk, dv, a.attrs.scale)) return;
+  LaunchContext ctx(q);
+  Tensor delta = Tensor::empty({B, H, T}, dtype_of<compute_t<E>>(), q.device());  // (B, H, T)
+  BwdParams<E> p{dO.data<E>(), q.data<E>(),  k.data<E>(),  v.data<E>(),  o.data<E>(),
+                 lse.data<compute_t<E>>(), delta.data<compute_t<E>>(), dq.data<E>(), dk.data<E>(),
+                 dv.data<E>(), B, T, H, D, compute_t<E>(a.attrs.scale)};
+  const unsigned blocks = row_blocks(B * H * T);
+  with_per_lane(D, [&]<int NPL>() {
+    attention_delta_kernel<NPL, E><<<blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+    COIL_CUDA_CHECK_LAUNCH("attention_delta_kernel");
+    attention_dq_kernel<NPL, E><<<blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+    COIL_CUDA_CHECK_LAUNCH("attention_dq_kernel");
+    attention_dkdv_kernel<NPL, E><<<blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+    COIL_CUDA_CHECK_LAUNCH("attention_dkdv_kernel");
+  });
+}
+
+}  // namespace
+
+COIL_CUDA_FLOAT_KERNELS(Attention, attention_launch);
+COIL_CUDA_FLOAT_KERNELS(AttentionBackward, attention_backward_launch);
+
+}  // namespace coil::cuda
