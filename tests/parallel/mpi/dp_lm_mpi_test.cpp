@@ -102,8 +102,8 @@ TEST(MpiDataParallel, LanguageModelF32ManyBuckets) {
   run_equivalence(DType::F32, 1e-5, 1e-3);  // ~1 KiB buckets: several per model
 }
 // dp over a sub-communicator of the grid: dp2 x tp2 on 4 ranks (the tp pairs compute the same thing).
-TEST(MpiDataParallel, OverGridDpGroup) {
-  if (world()->size() != 4) GTEST_SKIP() << "needs 4 ranks";
+TEST(Mpi4Ranks, DataParallelOverGridDpGroup) {
+  ASSERT_EQ(world()->size(), 4) << "the Mpi4Ranks suite runs under mpirun -np 4 only";
   GridShape s;
   s.dp = 2;
   s.tp = 2;

@@ -39,8 +39,8 @@ void check_grid(const GridShape& shape, const std::vector<std::vector<int>>& tp,
   EXPECT_EQ(members(*grid.dp_sp(), r), grid.layout().dp_sp_group_ranks(r));
 }
 
-TEST(MpiGrid, Dp2Tp2) {
-  if (world()->size() != 4) GTEST_SKIP() << "needs 4 ranks";
+TEST(Mpi4Ranks, GridDp2Tp2) {
+  ASSERT_EQ(world()->size(), 4) << "the Mpi4Ranks suite runs under mpirun -np 4 only";
   GridShape s;
   s.dp = 2;
   s.tp = 2;
@@ -49,8 +49,8 @@ TEST(MpiGrid, Dp2Tp2) {
   check_grid(s, {{0, 2}, {1, 3}}, {{0}, {1}, {2}, {3}}, {{0, 1}, {2, 3}});
 }
 
-TEST(MpiGrid, Sp2Dp2) {
-  if (world()->size() != 4) GTEST_SKIP() << "needs 4 ranks";
+TEST(Mpi4Ranks, GridSp2Dp2) {
+  ASSERT_EQ(world()->size(), 4) << "the Mpi4Ranks suite runs under mpirun -np 4 only";
   GridShape s;
   s.sp = 2;
   s.dp = 2;
