@@ -3,25 +3,10 @@
 // views with out's shape (a broadcast dim has stride 0), out is contiguous. f32 and bf16 compute in
 // fp32 (bf16 rounds once on store), f64 in fp64.
 #include "kernels/cuda/cuda_kernel.cuh"
+#include "kernels/cuda/device_math.cuh"
 
 namespace coil::cuda {
 namespace {
-
-// --- math, overloaded on the compute type -----------------------------------------------------------
-__device__ __forceinline__ float m_exp(float x) { return expf(x); }
-__device__ __forceinline__ double m_exp(double x) { return exp(x); }
-__device__ __forceinline__ float m_log(float x) { return logf(x); }
-__device__ __forceinline__ double m_log(double x) { return log(x); }
-__device__ __forceinline__ float m_log1p(float x) { return log1pf(x); }
-__device__ __forceinline__ double m_log1p(double x) { return log1p(x); }
-
-// Stable logistic function: never evaluates exp of a large positive number.
-template <typename C>
-__device__ __forceinline__ C m_sigmoid(C x) {
-  if (x >= C(0)) return C(1) / (C(1) + m_exp(-x));
-  const C e = m_exp(x);
-  return e / (C(1) + e);
-}
 
 // --- unary functors: C operator()(C x, C alpha, C beta) ---------------------------------------------
 struct ExpOp {
