@@ -160,7 +160,9 @@ TEST(LinearMath, ShardedStatePassingMatchesValuesAndGradients) {
     run_steps(in0, o, &st_rec);
     worst = std::max(worst, max_rel(st_full.S, st_rec.S));
     EXPECT_LT(max_rel(st_full.S, st_rec.S), 1e-10);
-    if (c.sm) EXPECT_LT(max_rel(st_full.z, st_rec.z), 1e-10);
+    if (c.sm) {
+      EXPECT_LT(max_rel(st_full.z, st_rec.z), 1e-10);
+    }
 
     for (const std::vector<int64_t>& shards :
          {std::vector<int64_t>{5, 8}, {4, 1, 8}, {3, 3, 2, 5}}) {
