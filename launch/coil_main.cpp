@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "launch/cli_args.h"
 #include "launch/data_commands.h"
 #include "launch/train_commands.h"
 #include "trainer/demo.h"
@@ -98,13 +99,7 @@ int run_demo_command(const std::vector<std::string>& args) {
       return 0;
     }
     // Accept both "--flag value" and "--flag=value".
-    std::string flag = a, value;
-    bool has_value = false;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      flag = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
+    auto [flag, value, has_value] = coil::cli::split_flag(a);
     if (flag != "--steps" && flag != "--seed" && flag != "--log-every" && flag != "--config")
       throw UsageError("unknown option '" + a + "' for 'coil demo'", kDemoUsage);
     if (!has_value) {

@@ -14,6 +14,7 @@
 #include "data/shard.h"
 #include "data/tokenize_corpus.h"
 #include "data/tokenizer.h"
+#include "launch/cli_args.h"
 
 namespace coil::cli {
 namespace {
@@ -119,13 +120,7 @@ Flags parse_flags(const std::vector<std::string>& args, size_t from, const std::
       f.help = true;
       continue;
     }
-    std::string flag = a, value;
-    bool inline_value = false;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      flag = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      inline_value = true;
-    }
+    auto [flag, value, inline_value] = cli::split_flag(a);
     if (with_value.count(flag)) {
       if (!inline_value) {
         if (i + 1 >= args.size()) throw Usage("option " + flag + " expects a value", usage);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "launch/cli_args.h"
 #include "trainer/checkpoint.h"
 #include "trainer/run_config.h"
 #include "trainer/train_loop.h"
@@ -53,13 +54,7 @@ int run_train_command(const std::vector<std::string>& args) {
       std::cout << kTrainUsage;
       return 0;
     }
-    std::string flag = a, value;
-    bool has_value = false;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      flag = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      has_value = true;
-    }
+    auto [flag, value, has_value] = cli::split_flag(a);
     if (flag != "--config" && flag != "--set" && flag != "--resume")
       return usage_error("unknown option '" + a + "' for 'coil train'", kTrainUsage);
     if (!has_value) {

@@ -21,18 +21,13 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "core/registry.h"
+#include "tests/cuda/cuda_test_util.h"
 #if COIL_HAVE_CUDA
 #include "kernels/cuda/attention.h"
 #endif
 
 namespace coil {
 namespace {
-
-#define REQUIRE_CUDA()                                  \
-  do {                                                  \
-    if (!device_type_available(DeviceType::CUDA))       \
-      GTEST_SKIP() << "no CUDA device in this process"; \
-  } while (0)
 
 struct Shape4 {
   int64_t B, T, H, D;

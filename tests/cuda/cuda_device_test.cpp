@@ -15,18 +15,13 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "core/registry.h"
+#include "tests/cuda/cuda_test_util.h"
 #if COIL_HAVE_CUDA
 #include "kernels/cuda/caching_allocator.h"
 #endif
 
 namespace coil {
 namespace {
-
-#define REQUIRE_CUDA()                                 \
-  do {                                                 \
-    if (!device_type_available(DeviceType::CUDA))      \
-      GTEST_SKIP() << "no CUDA device in this process"; \
-  } while (0)
 
 #if !COIL_HAVE_CUDA
 // Built without the CUDA backend (COIL_CUDA=OFF): CUDA is not available, and the one test says so.

@@ -23,18 +23,13 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "core/registry.h"
+#include "tests/cuda/cuda_test_util.h"
 #if COIL_HAVE_CUDA
 #include "kernels/cuda/gemm.h"
 #endif
 
 namespace coil {
 namespace {
-
-#define REQUIRE_CUDA()                                 \
-  do {                                                 \
-    if (!device_type_available(DeviceType::CUDA))      \
-      GTEST_SKIP() << "no CUDA device in this process"; \
-  } while (0)
 
 using Tensors = std::vector<Tensor>;
 using OpFn = std::function<Tensors(const Tensors&)>;
