@@ -186,10 +186,10 @@ def split_long(text, max_bytes):
 
 def allocate(sizes, budget):
     """Water-filling: each source gets min(size, fair share); leftovers go to the larger ones."""
-    alloc, left, todo = {}, budget, sorted(sizes, key=lambda k: sizes[k])
-    while todo:
-        share = left / len(todo)
-        k = todo.pop(0)
+    alloc, left, unallocated = {}, budget, sorted(sizes, key=lambda k: sizes[k])
+    while unallocated:
+        share = left / len(unallocated)
+        k = unallocated.pop(0)
         alloc[k] = min(sizes[k], share)
         left -= alloc[k]
     return alloc
