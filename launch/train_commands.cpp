@@ -3,12 +3,21 @@
 #include "launch/train_commands.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include "launch/cli_args.h"
+#include "parallel/communicator.h"
 #include "trainer/checkpoint.h"
 #include "trainer/run_config.h"
 #include "trainer/train_loop.h"
+#include "trainer/train_parallel.h"
+#ifdef COIL_HAVE_MPI
+#include "parallel/mpi_communicator.h"
+#endif
 
 namespace coil::cli {
 
@@ -21,6 +30,11 @@ const char* kTrainUsage =
     "precision, parallel, checkpoint, logging sections; see trainer/run_config.h). Prints the\n"
     "resolved config, a progress line every train.log_every steps, writes JSONL metrics to\n"
     "logging.jsonl and HDF5 checkpoints to checkpoint.dir.\n"
+    "\n"
+    "Data parallel: start it under mpirun with parallel.dp equal to the number of ranks, e.g.\n"
+    "  mpirun -np 2 coil train --config RUN.yaml --set parallel.dp=2\n"
+    "train.batch_size is the global micro-batch (each rank takes batch_size / dp rows); rank 0\n"
+    "prints, writes metrics and checkpoints, which resume under any dp.\n"
     "\n"
     "options:\n"
     "  --config FILE        the run config (required)\n"
@@ -39,6 +53,45 @@ const char* kCheckpointUsage =
 int usage_error(const std::string& message, const char* usage) {
   std::cerr << "coil: " << message << "\n\n" << usage;
   return 2;
+}
+
+// Started by mpirun (or another MPI launcher): the environment names a world of processes.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
+// Config, data and training of one rank; `world` is every rank of the run.
+int train_on(const CommPtr& world, const std::string& config_path,
+             const std::vector<std::string>& overrides, TrainOptions options) {
+  // Every rank reads the config and opens its data slice; they go on or fail together.
+  std::optional<RunConfig> config;
+  std::unique_ptr<BatchSource> train_source, eval_source;
+  std::exception_ptr error;
+  try {
+    config = load_run_config(config_path, overrides);
+    check_grid(*config, world->size());
+    // dp is the world while tp = sp = 1.
+    train_source = make_train_source(*config, world->rank(), world->size());
+    eval_source = make_eval_source(*config, world->rank(), world->size());
+  } catch (...) {
+    error = std::current_exception();
+  }
+  fail_together(*world, error);
+  options.world = world;
+  const TrainResult r = train(*config, *train_source, eval_source.get(), options);
+  if (world->rank() != 0) return r.stopped_non_finite ? 1 : 0;
+  if (r.stopped_non_finite) {
+    std::cout << "run stopped after " << r.end_step << " steps on non-finite losses/gradients; "
+              << "last checkpoint " << r.last_checkpoint << "\n";
+    return 1;
+  }
+  std::cout << "done: " << r.end_step << " steps";
+  if (!r.steps.empty()) std::cout << ", final loss " << r.steps.back().loss;
+  if (!r.eval_losses.empty()) std::cout << ", held-out loss " << r.eval_losses.back().second;
+  std::cout << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -71,20 +124,30 @@ int run_train_command(const std::vector<std::string>& args) {
     }
   }
   if (config_path.empty()) return usage_error("'coil train' needs --config RUN.yaml", kTrainUsage);
-  const RunConfig config = load_run_config(config_path, overrides);
-  auto train_source = make_train_source(config);
-  auto eval_source = make_eval_source(config);
-  const TrainResult r = train(config, *train_source, eval_source.get(), options);
-  if (r.stopped_non_finite) {
-    std::cout << "run stopped after " << r.end_step << " steps on non-finite losses/gradients; "
-              << "last checkpoint " << r.last_checkpoint << "\n";
+  if (!launched_by_mpi())
+    return train_on(std::make_shared<SingleCommunicator>(), config_path, overrides, options);
+#ifdef COIL_HAVE_MPI
+  MpiRuntime mpi(nullptr, nullptr);
+  const CommPtr world = mpi.world();
+  try {
+    return train_on(world, config_path, overrides, options);
+  } catch (const SharedFailure& e) {
+    // Every rank left the collectives together: one prints, all finalize and exit 1.
+    if (e.report()) std::cerr << "error: " << e.message() << "\n";
     return 1;
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.message() << "\n";
+    if (world->size() == 1) return 1;
+    // A rank failing alone mid-run would leave the others blocked in a collective: exit without
+    // MPI_Finalize, so that mpirun ends the whole job.
+    std::cerr << std::flush;
+    std::_Exit(1);
   }
-  std::cout << "done: " << r.end_step << " steps";
-  if (!r.steps.empty()) std::cout << ", final loss " << r.steps.back().loss;
-  if (!r.eval_losses.empty()) std::cout << ", held-out loss " << r.eval_losses.back().second;
-  std::cout << "\n";
-  return 0;
+#else
+  std::cerr << "warning: started by an MPI launcher, but this coil was built without MPI; "
+               "training as a single process\n";
+  return train_on(std::make_shared<SingleCommunicator>(), config_path, overrides, options);
+#endif
 }
 
 int run_checkpoint_command(const std::vector<std::string>& args) {

@@ -10,21 +10,26 @@
 namespace coil {
 
 SyntheticSource::SyntheticSource(int64_t batch, int64_t seq_len, int64_t vocab, int64_t period,
-                                 uint64_t seed)
-    : B_(batch), T_(seq_len), vocab_(vocab), period_(period), seed_(seed) {
+                                 uint64_t seed, int dp_rank, int dp_size)
+    : B_(batch), T_(seq_len), vocab_(vocab), period_(period), seed_(seed), dp_rank_(dp_rank),
+      dp_size_(dp_size) {
   COIL_CHECK(B_ > 0 && T_ > 0 && vocab_ > 0 && period_ > 0,
              "synthetic source: batch, seq_len, vocab and period must be positive, got ", B_, ", ",
              T_, ", ", vocab_, ", ", period_);
+  COIL_CHECK(dp_size_ >= 1 && dp_rank_ >= 0 && dp_rank_ < dp_size_ && B_ % dp_size_ == 0,
+             "synthetic source: global batch ", B_, " cannot be split over dp rank ", dp_rank_,
+             " of ", dp_size_);
 }
 
 Batch SyntheticSource::next_batch() {
   // Batch n draws counters [n * B * period, (n + 1) * B * period) of the seed's stream.
   const uint64_t base = uint64_t(batches_) * uint64_t(B_ * period_);
+  const int64_t local = B_ / dp_size_, first = dp_rank_ * local;  // this rank's rows
   std::vector<int64_t> ids, targets;
-  ids.reserve(B_ * T_);
-  targets.reserve(B_ * T_);
+  ids.reserve(local * T_);
+  targets.reserve(local * T_);
   std::vector<int64_t> pattern(period_);
-  for (int64_t b = 0; b < B_; ++b) {
+  for (int64_t b = first; b < first + local; ++b) {
     for (int64_t p = 0; p < period_; ++p) {
       const double u = Generator::uniform_at(seed_, base + uint64_t(b * period_ + p));
       pattern[p] = std::min<int64_t>(vocab_ - 1, int64_t(u * double(vocab_)));
@@ -35,7 +40,7 @@ Batch SyntheticSource::next_batch() {
     }
   }
   ++batches_;
-  return {Tensor::from_ints(ids, {B_, T_}), Tensor::from_ints(targets, {B_, T_})};
+  return {Tensor::from_ints(ids, {local, T_}), Tensor::from_ints(targets, {local, T_})};
 }
 
 SourceState SyntheticSource::state() const {

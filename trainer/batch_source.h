@@ -1,7 +1,9 @@
 // Where the training loop gets its tokens: an abstract BatchSource (next batch, saveable position)
-// and a synthetic implementation for tests and smoke runs. The token-shard loader of data/ plugs in
-// later through an adapter of this interface; the trainer never includes data/ headers.
-// A source's state is a flat key -> int64 | string map, stored in checkpoints under /data/<stream>.
+// and a synthetic implementation for tests and smoke runs; trainer/shard_source.h adapts the
+// token-shard DataLoader of data/ (trainer depends on data, DESIGN.md). A source hands each dp rank
+// its slice of the global batch; its state is the global position (the same on every rank, so it
+// restores on any dp layout), a flat key -> int64 | string map stored in checkpoints under
+// /data/<stream>.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +36,11 @@ class BatchSource {
 
 // Rows of a random pattern of `period` tokens repeated over T (learnable in-context copying), drawn
 // from a counter-based Generator: batch n depends only on (seed, n), so the position is one count.
+// `batch` is the global batch; dp rank r gets rows [r * batch / dp_size, (r + 1) * batch / dp_size).
 class SyntheticSource : public BatchSource {
  public:
-  SyntheticSource(int64_t batch, int64_t seq_len, int64_t vocab, int64_t period, uint64_t seed);
+  SyntheticSource(int64_t batch, int64_t seq_len, int64_t vocab, int64_t period, uint64_t seed,
+                  int dp_rank = 0, int dp_size = 1);
   Batch next_batch() override;
   SourceState state() const override;
   void restore(const SourceState& state) override;
@@ -45,6 +49,7 @@ class SyntheticSource : public BatchSource {
  private:
   int64_t B_, T_, vocab_, period_;
   uint64_t seed_;
+  int dp_rank_, dp_size_;
   int64_t batches_ = 0;  // batches handed out so far
 };
 

@@ -134,7 +134,12 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                 yaml::string_field(f, "kind", &c.data.kind, {"synthetic", "shards"}),
                 yaml::int_field(f, "period", &c.data.period, 1),
                 yaml::uint_field(f, "seed", &c.data.seed),
-                yaml::uint_field(f, "eval_seed", &c.data.eval_seed)};
+                yaml::uint_field(f, "eval_seed", &c.data.eval_seed),
+                yaml::string_field(f, "dir", &c.data.dir),
+                yaml::string_field(f, "train", &c.data.train),
+                yaml::string_field(f, "eval", &c.data.eval),
+                yaml::string_field(f, "mode", &c.data.mode, {"packed", "document"}),
+                yaml::bool_field(f, "shuffle", &c.data.shuffle)};
           },
           f),
       section(
@@ -217,23 +222,37 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
   if (!has_dir) c.checkpoint.dir = "runs/" + c.name;
 
   auto node = [&](const std::string& s) { return nodes.count(s) ? nodes[s] : root; };
-  if (c.data.kind == "shards")
-    yaml::fail(file, node("data"), "data.kind",
-               "'shards' is not wired into the trainer yet (the token-shard loader of data/ gets "
-               "a BatchSource adapter next); use 'synthetic'");
-  if (c.parallel.dp * c.parallel.tp * c.parallel.sp != 1)
+  if (c.data.kind == "shards") {
+    const auto is_glob = [](const std::string& s) {
+      return s.find_first_of("*?") != std::string::npos ||
+             (s.size() > 4 && s.compare(s.size() - 4, 4, ".bin") == 0);
+    };
+    if (c.data.train.empty())
+      yaml::fail(file, node("data"), "data.train",
+                 "must name the training split of data.dir or a glob of shard files");
+    if (c.data.dir.empty() && (!is_glob(c.data.train) || (!c.data.eval.empty() && !is_glob(c.data.eval))))
+      yaml::fail(file, node("data"), "data.dir",
+                 "data.kind shards needs data.dir (the 'coil data tokenize --out' directory) unless "
+                 "data.train and data.eval are globs of shard files");
+  }
+  // tp and sp shard the model and the sequence: the trainer builds replicas only (dp), so they are
+  // refused here until parallel/ provides their layers (trainer/train_parallel.h is where they go).
+  if (c.parallel.tp != 1 || c.parallel.sp != 1)
     yaml::fail(file, node("parallel"), "parallel",
-               "only dp=1, tp=1, sp=1 is accepted until the parallel/ layers are wired into the "
-               "trainer, got dp=" +
-                   std::to_string(c.parallel.dp) + ", tp=" + std::to_string(c.parallel.tp) +
-                   ", sp=" + std::to_string(c.parallel.sp));
-  if (c.precision == "bf16") {
-    if (c.train.device == "cpu")
-      yaml::fail(file, node("precision"), "precision",
-                 "bf16 mixed precision is for GPUs only; on train.device cpu use fp32");
+               "tensor and sequence parallel training are not wired into the trainer yet; use "
+               "tp: 1 and sp: 1 (dp may be the mpirun world size), got tp=" +
+                   std::to_string(c.parallel.tp) + ", sp=" + std::to_string(c.parallel.sp));
+  if (c.train.batch_size % c.parallel.dp != 0)
+    yaml::fail(file, node("train"), "train.batch_size",
+               "the global micro-batch " + std::to_string(c.train.batch_size) +
+                   " must divide by parallel.dp = " + std::to_string(c.parallel.dp) +
+                   " (each dp rank takes an equal slice)");
+  if (c.precision == "bf16" && c.train.device == "cpu")
+    yaml::fail(file, node("precision"), "precision",
+               "bf16 mixed precision is for GPUs only; on train.device cpu use fp32");
+  if (c.precision == "bf16")
     yaml::fail(file, node("precision"), "precision",
                "bf16 mixed precision is not implemented in the trainer yet; use fp32");
-  }
   try {
     c.lr_schedule().validate();
   } catch (const Error& e) {
@@ -368,6 +387,13 @@ std::string run_config_to_yaml(const RunConfig& c) {
   kv("period", c.data.period);
   kv("seed", c.data.seed);
   kv("eval_seed", c.data.eval_seed);
+  if (c.data.kind == "shards") {
+    out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << c.data.dir;
+    out << YAML::Key << "train" << YAML::Value << YAML::DoubleQuoted << c.data.train;
+    out << YAML::Key << "eval" << YAML::Value << YAML::DoubleQuoted << c.data.eval;
+    kv("mode", c.data.mode);
+    kv("shuffle", c.data.shuffle);
+  }
   out << YAML::EndMap;
   out << YAML::Key << "optim" << YAML::Value << YAML::BeginMap;
   kv("lr", num(c.optim.lr));

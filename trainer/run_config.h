@@ -7,13 +7,15 @@
 //
 //   name: tiny-softmax          # run name (default: the file's stem); labels plots
 //   model: {...}                # as configs/models/*.yaml (trainer/model_yaml.h)
-//   data: {kind: synthetic, period: 8, seed: 1, eval_seed: 2}   # shards: not wired in yet
+//   data: {kind: synthetic, period: 8, seed: 1, eval_seed: 2}
+//   data: {kind: shards, dir: DIR, train: train, eval: heldout, mode: packed|document,
+//          shuffle: true, seed: 1, eval_seed: 2}    # token shards of `coil data tokenize --out DIR`
 //   optim: {lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1, clip: 1.0}
 //   schedule: {kind: warmup_linear, warmup: 10, decay_end_step: 0 (= train.steps), final_lr: 0}
 //   train: {steps, batch_size, seq_len, grad_accum, seed, eval_every, eval_batches, log_every,
-//           nan_tolerance, device: cpu|cuda}
-//   precision: fp32             # fp32 | bf16 (bf16: GPU only, not implemented yet)
-//   parallel: {dp: 1, tp: 1, sp: 1}   # only 1 x 1 x 1 until parallel/ is wired in
+//           nan_tolerance, device: cpu|cuda}   # batch_size: the GLOBAL micro-batch (all dp ranks)
+//   precision: fp32             # fp32 | bf16 (bf16: autocast GEMMs on CUDA, fp32 masters)
+//   parallel: {dp: 1, tp: 1, sp: 1}   # dp = the mpirun world size; tp, sp: 1 until wired in
 //   checkpoint: {dir: runs/NAME, every: 0 (end only), keep_last: 3 (0: keep all)}
 //   logging: {jsonl: "" (none), peak_tflops: 0 (no MFU)}
 #pragma once
@@ -28,10 +30,18 @@
 namespace coil {
 
 struct DataConfig {
-  std::string kind = "synthetic";  // only "synthetic" until the data/ loader is adapted
+  std::string kind = "synthetic";  // synthetic | shards
   int64_t period = 8;              // synthetic: length of the repeated pattern
-  uint64_t seed = 1;               // training stream
+  uint64_t seed = 1;               // training stream (shards: the shuffling seed)
   uint64_t eval_seed = 2;          // held-out stream
+  // shards: `train` and `eval` name a split of `dir` (DIR/<split>.shards, the index written by
+  // `coil data tokenize`) or, when they contain '*', '?' or end in ".bin", a glob of shard files
+  // (relative to dir when dir is set). eval "" : no held-out stream.
+  std::string dir;
+  std::string train = "train";
+  std::string eval = "heldout";
+  std::string mode = "packed";  // packed | document (one document per sequence, padding masked)
+  bool shuffle = true;          // seeded per-epoch permutation (data/loader.h)
 };
 
 struct OptimConfig {

@@ -17,6 +17,8 @@
 #include "trainer/clip.h"
 #include "trainer/metrics.h"
 #include "trainer/schedule.h"
+#include "trainer/shard_source.h"
+#include "trainer/train_parallel.h"
 
 namespace coil {
 
@@ -31,126 +33,151 @@ Device run_device(const RunConfig& c) {
   return Device::cuda(0);
 }
 
+// The same held-out batches every time; each rank its slice, averaged to the global mean.
 double held_out_loss(const LanguageModel& model, BatchSource& src, const SourceState& start,
-                     int64_t batches, Device device) {
+                     int64_t batches, Device device, TrainParallel& par) {
   NoGradGuard no_grad;
-  src.restore(start);  // the same held-out batches every time
+  src.restore(start);
   double sum = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    Batch b = src.next_batch();
-    sum += model.loss(b.ids.to(device), b.targets.to(device)).item();
-  }
-  return sum / double(batches);
+  for (int64_t i = 0; i < batches; ++i)
+    sum += par.micro_loss(model, src.next_batch(), device, 1.0, true).item();
+  return par.mean_over_dp(sum) / double(batches);
 }
 
 }  // namespace
 
-std::unique_ptr<BatchSource> make_train_source(const RunConfig& c) {
-  COIL_CHECK(c.data.kind == "synthetic", c.source, ": data.kind '", c.data.kind,
-             "' has no batch source yet");
+std::unique_ptr<BatchSource> make_train_source(const RunConfig& c, int dp_rank, int dp_size) {
+  if (c.data.kind == "shards") return make_shard_source(c, "train", dp_rank, dp_size);
   return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
-                                           c.data.period, c.data.seed);
+                                           c.data.period, c.data.seed, dp_rank, dp_size);
 }
 
-std::unique_ptr<BatchSource> make_eval_source(const RunConfig& c) {
-  COIL_CHECK(c.data.kind == "synthetic", c.source, ": data.kind '", c.data.kind,
-             "' has no batch source yet");
+std::unique_ptr<BatchSource> make_eval_source(const RunConfig& c, int dp_rank, int dp_size) {
+  if (c.data.kind == "shards") {
+    if (c.data.eval.empty()) return nullptr;
+    return make_shard_source(c, "eval", dp_rank, dp_size);
+  }
   return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
-                                           c.data.period, c.data.eval_seed);
+                                           c.data.period, c.data.eval_seed, dp_rank, dp_size);
 }
 
 TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eval_src,
                   const TrainOptions& opt) {
-  std::ostream* out = opt.out;
+  CommPtr world = opt.world ? opt.world : std::make_shared<SingleCommunicator>();
+  TrainParallel par(cfg, world);
+  std::ostream* out = par.writer() ? opt.out : nullptr;
   char line[512];
-  const Device device = run_device(cfg);
   const std::string config_yaml = run_config_to_yaml(cfg);
   const std::string model_yaml = model_config_to_yaml(cfg.model);
   if (out) *out << "coil train: resolved config\n" << config_yaml << std::flush;
 
-  LanguageModel model(cfg.model, ParamOptions{DType::F32, device});
-  AdamWOptions aopt;
-  aopt.lr = cfg.optim.lr;
-  aopt.beta1 = cfg.optim.beta1;
-  aopt.beta2 = cfg.optim.beta2;
-  aopt.eps = cfg.optim.eps;
-  aopt.weight_decay = cfg.optim.weight_decay;
-  AdamW optimizer(model.parameters(), aopt);
+  // Setup, on every rank without communication; then all ranks go on or fail together.
+  Device device = Device::cpu();
+  std::unique_ptr<LanguageModel> model_ptr;
+  std::unique_ptr<AdamW> optimizer_ptr;
   const LRSchedule schedule = cfg.lr_schedule();
   Generator rng(cfg.train.seed);  // nothing draws from it yet (no dropout); saved for exact resume
   const SourceState eval_start = eval_src ? eval_src->state() : SourceState{};
-
   TrainResult result;
   int64_t step = 0, tokens = 0, skipped = 0, bad_in_a_row = 0;
-  std::string resume_path = opt.resume;
-  if (resume_path == "auto") {
-    std::vector<std::string> unreadable;
-    resume_path = latest_complete_checkpoint(cfg.checkpoint.dir, &unreadable);
-    if (out)
-      for (const auto& u : unreadable) *out << "warning: skipping unreadable " << u << "\n";
-    if (resume_path.empty() && out)
-      *out << "resume auto: no complete checkpoint in '" << cfg.checkpoint.dir
-           << "', starting at step 0\n";
-  } else if (resume_path.empty()) {
-    const auto existing = list_checkpoints(cfg.checkpoint.dir);
-    COIL_CHECK(existing.empty(), "checkpoint.dir '", cfg.checkpoint.dir, "' already holds ",
-               existing.size(), " checkpoint(s) (newest ", existing.back().second,
-               "): resume with --resume auto, or choose another checkpoint.dir");
+  JsonlWriter jsonl;
+  std::exception_ptr setup_error;
+  try {
+    device = run_device(cfg);
+    model_ptr = par.build_model(ParamOptions{DType::F32, device});
+    AdamWOptions aopt;
+    aopt.lr = cfg.optim.lr;
+    aopt.beta1 = cfg.optim.beta1;
+    aopt.beta2 = cfg.optim.beta2;
+    aopt.eps = cfg.optim.eps;
+    aopt.weight_decay = cfg.optim.weight_decay;
+    optimizer_ptr = std::make_unique<AdamW>(model_ptr->parameters(), aopt);
+    std::string resume_path = opt.resume;
+    if (resume_path == "auto") {
+      std::vector<std::string> unreadable;
+      resume_path = latest_complete_checkpoint(cfg.checkpoint.dir, &unreadable);
+      if (out)
+        for (const auto& u : unreadable) *out << "warning: skipping unreadable " << u << "\n";
+      if (resume_path.empty() && out)
+        *out << "resume auto: no complete checkpoint in '" << cfg.checkpoint.dir
+             << "', starting at step 0\n";
+    } else if (resume_path.empty()) {
+      const auto existing = list_checkpoints(cfg.checkpoint.dir);
+      COIL_CHECK(existing.empty(), "checkpoint.dir '", cfg.checkpoint.dir, "' already holds ",
+                 existing.size(), " checkpoint(s) (newest ", existing.back().second,
+                 "): resume with --resume auto, or choose another checkpoint.dir");
+    }
+    if (!resume_path.empty()) {
+      // Every rank reads the full tensors (dp replicas); tp/sp would scatter them here.
+      const CheckpointMeta meta = read_checkpoint(resume_path, *model_ptr, *optimizer_ptr, model_yaml);
+      step = meta.step;
+      tokens = meta.tokens;
+      skipped = meta.skipped_steps;
+      bad_in_a_row = meta.bad_in_a_row;
+      if (auto it = meta.rng.find("trainer"); it != meta.rng.end())
+        rng.set_state(it->second.first, it->second.second);
+      auto src = meta.sources.find("train");
+      COIL_CHECK(src != meta.sources.end(), "checkpoint '", resume_path,
+                 "' has no /data/train source state");
+      train_src.restore(src->second);
+      if (auto ev = meta.sources.find("eval"); eval_src && ev != meta.sources.end())
+        eval_src->restore(ev->second);
+      result.resumed_from = resume_path;
+      if (out) *out << "resumed from " << resume_path << " at step " << step << "\n";
+    }
+    if (par.writer() && !cfg.logging.jsonl.empty()) jsonl = JsonlWriter(cfg.logging.jsonl);
+  } catch (...) {
+    setup_error = std::current_exception();
   }
-  if (!resume_path.empty()) {
-    const CheckpointMeta meta = read_checkpoint(resume_path, model, optimizer, model_yaml);
-    step = meta.step;
-    tokens = meta.tokens;
-    skipped = meta.skipped_steps;
-    bad_in_a_row = meta.bad_in_a_row;
-    if (auto it = meta.rng.find("trainer"); it != meta.rng.end())
-      rng.set_state(it->second.first, it->second.second);
-    auto src = meta.sources.find("train");
-    COIL_CHECK(src != meta.sources.end(), "checkpoint '", resume_path,
-               "' has no /data/train source state");
-    train_src.restore(src->second);
-    if (auto ev = meta.sources.find("eval"); eval_src && ev != meta.sources.end())
-      eval_src->restore(ev->second);
-    result.resumed_from = resume_path;
-    if (out) *out << "resumed from " << resume_path << " at step " << step << "\n";
-  }
+  fail_together(par.world(), setup_error);
+  par.same_on_all_ranks(step, "the step to resume from");
+  LanguageModel& model = *model_ptr;
+  AdamW& optimizer = *optimizer_ptr;
+  par.start(model);
   result.start_step = step;
 
   const int64_t steps = cfg.train.steps;
+  // train.batch_size is the global micro-batch: tokens count every dp rank's rows.
   const int64_t tokens_per_step = cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum;
   const int64_t nparams = model.num_parameters();
   const double flops_per_token = train_flops_per_token(cfg.model, nparams, cfg.train.seq_len);
-  JsonlWriter jsonl;
-  if (!cfg.logging.jsonl.empty()) jsonl = JsonlWriter(cfg.logging.jsonl);
   if (out) {
     std::snprintf(line, sizeof line,
-                  "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step, "
-                  "steps %lld..%lld, data %s\n",
+                  "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step "
+                  "over %d dp rank(s), steps %lld..%lld, data %s\n",
                   cfg.name.c_str(), cfg.model.mixer.c_str(), (long long)nparams,
                   (long long)cfg.train.batch_size, (long long)cfg.train.seq_len,
-                  (long long)cfg.train.grad_accum, (long long)step, (long long)steps,
+                  (long long)cfg.train.grad_accum, par.dp_size(), (long long)step, (long long)steps,
                   train_src.describe().c_str());
     *out << line << std::flush;
   }
 
   auto save = [&](int64_t at) {
-    std::filesystem::create_directories(cfg.checkpoint.dir);
-    CheckpointMeta meta;
-    meta.step = at;
-    meta.tokens = tokens;
-    meta.skipped_steps = skipped;
-    meta.bad_in_a_row = bad_in_a_row;
-    meta.config_yaml = config_yaml;
-    meta.model_config_yaml = model_yaml;
-    meta.schedule = schedule;
-    meta.rng["trainer"] = {rng.seed(), rng.offset()};
-    meta.sources["train"] = train_src.state();
-    if (eval_src) meta.sources["eval"] = eval_start;
     const std::string path = checkpoint_path(cfg.checkpoint.dir, at);
-    write_checkpoint(path, model, optimizer, meta, opt.hooks.checkpoint);
-    prune_checkpoints(cfg.checkpoint.dir, cfg.checkpoint.keep_last);
+    std::exception_ptr error;
+    if (par.writer()) {  // replicas hold full tensors: rank 0's are the checkpoint
+      try {
+        std::filesystem::create_directories(cfg.checkpoint.dir);
+        CheckpointMeta meta;
+        meta.step = at;
+        meta.tokens = tokens;
+        meta.skipped_steps = skipped;
+        meta.bad_in_a_row = bad_in_a_row;
+        meta.config_yaml = config_yaml;
+        meta.model_config_yaml = model_yaml;
+        meta.schedule = schedule;
+        meta.rng["trainer"] = {rng.seed(), rng.offset()};
+        meta.sources["train"] = train_src.state();
+        if (eval_src) meta.sources["eval"] = eval_start;
+        write_checkpoint(path, model, optimizer, meta, opt.hooks.checkpoint);
+        prune_checkpoints(cfg.checkpoint.dir, cfg.checkpoint.keep_last);
+        if (out) *out << "checkpoint " << path << "\n" << std::flush;
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    fail_together(par.world(), error);  // the other ranks wait here until it is written
     result.last_checkpoint = path;
-    if (out) *out << "checkpoint " << path << "\n" << std::flush;
   };
 
   const std::vector<Tensor> params = model.parameters();
@@ -159,20 +186,21 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   int64_t window_tokens = 0;
   Allocator& alloc = allocator_for(device.type);
   alloc.reset_peak(device.index);
+  const double micro_scale = 1.0 / double(cfg.train.grad_accum);
   while (step < steps) {
     const double lr = lr_at(schedule, step);
     optimizer.set_lr(lr);
     optimizer.zero_grad();
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
-      Batch b = train_src.next_batch();
-      Tensor loss = model.loss(b.ids.to(device), b.targets.to(device));
+      const Batch b = train_src.next_batch();
       // Each micro-batch contributes 1/grad_accum of the mean loss's gradient.
-      if (cfg.train.grad_accum > 1) loss = loss * (1.0 / double(cfg.train.grad_accum));
+      Tensor loss = par.micro_loss(model, b, device, micro_scale, micro + 1 == cfg.train.grad_accum);
       loss.backward();
       loss_sum += loss.item();
     }
-    const double loss_value = loss_sum;  // the mean over the micro-batches
+    par.finish_grads();
+    const double loss_value = par.mean_over_dp(loss_sum);  // the mean over the micro-batches
     const double norm = clip_grad_norm(params, cfg.optim.clip);
     StepRecord rec{step + 1, loss_value, lr, norm, false};
     if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
@@ -196,7 +224,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     const bool do_eval =
         eval_src && cfg.train.eval_every > 0 && (step % cfg.train.eval_every == 0 || last);
     if (do_eval) {
-      eval_loss = held_out_loss(model, *eval_src, eval_start, cfg.train.eval_batches, device);
+      eval_loss =
+          held_out_loss(model, *eval_src, eval_start, cfg.train.eval_batches, device, par);
       result.eval_losses.push_back({step, eval_loss});
     }
     const bool do_log = cfg.train.log_every > 0 &&

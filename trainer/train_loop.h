@@ -2,9 +2,12 @@
 // clipping, AdamW, non-finite detection (a step whose loss or grad norm is NaN/Inf is skipped and
 // counted; nan_tolerance of them in a row stop the run with a checkpoint), held-out loss from a
 // second BatchSource (the same batches every time), progress lines, JSONL metrics and HDF5
-// checkpoints every K steps and at the end. Single process, one device (dp = tp = sp = 1 for now).
-// Resume restores parameters, moments, per-parameter and global step counts, the trainer RNG and
-// the batch sources' positions: the continued run is bit-identical to an uninterrupted one.
+// checkpoints every K steps and at the end. Under mpirun each dp rank trains on its slice of the
+// global batch and gradients are averaged (trainer/train_parallel.h: the one place that knows the
+// grid); world rank 0 prints, writes metrics and checkpoints. Resume restores parameters, moments,
+// per-parameter and global step counts, the trainer RNG and the batch sources' positions: the
+// continued run is bit-identical to an uninterrupted one (on any dp layout: equal up to the
+// reassociation of the gradient average).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "layers/lm.h"
+#include "parallel/communicator.h"
 #include "trainer/batch_source.h"
 #include "trainer/checkpoint.h"
 #include "trainer/run_config.h"
@@ -33,7 +37,8 @@ struct TrainOptions {
   // "": fresh run (an error when checkpoint.dir already holds checkpoints); "auto": the newest
   // complete checkpoint of checkpoint.dir, or a fresh run when there is none; else a file path.
   std::string resume;
-  std::ostream* out = nullptr;  // progress lines; null: silent
+  std::ostream* out = nullptr;  // progress lines (world rank 0 only); null: silent
+  CommPtr world;                // every rank of the run; null: a single process
   TrainHooks hooks;
 };
 
@@ -52,12 +57,17 @@ struct TrainResult {
   std::string last_checkpoint;  // the newest one written
 };
 
-// eval_source may be null (no held-out loss).
+// eval_source may be null (no held-out loss). The sources must be this rank's slices (dp_rank of
+// parallel.dp, the world rank while tp = sp = 1).
 TrainResult train(const RunConfig& config, BatchSource& train_source, BatchSource* eval_source,
                   const TrainOptions& options);
 
-// The sources a config's data section describes (synthetic only for now).
-std::unique_ptr<BatchSource> make_train_source(const RunConfig& config);
-std::unique_ptr<BatchSource> make_eval_source(const RunConfig& config);
+// The sources a config's data section describes (synthetic, or token shards through
+// trainer/shard_source.h), sliced for dp rank dp_rank of dp_size. make_eval_source returns null
+// when the config has no held-out stream (shards with data.eval "").
+std::unique_ptr<BatchSource> make_train_source(const RunConfig& config, int dp_rank = 0,
+                                               int dp_size = 1);
+std::unique_ptr<BatchSource> make_eval_source(const RunConfig& config, int dp_rank = 0,
+                                              int dp_size = 1);
 
 }  // namespace coil

@@ -130,15 +130,37 @@ TEST(RunConfigTest, BadOverridesNameTheOverride) {
 }
 
 TEST(RunConfigTest, UnsupportedSettingsSayWhy) {
-  EXPECT_NE(error_of(kBase, {"parallel.dp=2"}).find("only dp=1, tp=1, sp=1 is accepted"),
+  EXPECT_NE(error_of(kBase, {"parallel.tp=2"}).find("tensor and sequence parallel training are not"),
             std::string::npos)
-      << error_of(kBase, {"parallel.dp=2"});
+      << error_of(kBase, {"parallel.tp=2"});
+  EXPECT_NE(error_of(kBase, {"parallel.sp=2"}).find("got tp=1, sp=2"), std::string::npos);
+  // dp is accepted (the world size is checked when training starts); the global micro-batch must
+  // split evenly over it.
+  EXPECT_EQ(error_of(kBase, {"parallel.dp=2"}), "(no error)");
+  EXPECT_NE(error_of(kBase, {"parallel.dp=3"}).find("train.batch_size: the global micro-batch 8 "
+                                                    "must divide by parallel.dp = 3"),
+            std::string::npos)
+      << error_of(kBase, {"parallel.dp=3"});
   EXPECT_NE(error_of(kBase, {"precision=bf16"}).find("GPUs only"), std::string::npos)
       << error_of(kBase, {"precision=bf16"});
   EXPECT_NE(error_of(kBase, {"precision=fp16"}).find("expected one of fp32, bf16"),
             std::string::npos);
-  EXPECT_NE(error_of(kBase, {"data.kind=shards"}).find("not wired into the trainer yet"),
-            std::string::npos);
+  EXPECT_NE(error_of(kBase, {"data.kind=shards"}).find("data.kind shards needs data.dir"),
+            std::string::npos)
+      << error_of(kBase, {"data.kind=shards"});
+  EXPECT_NE(error_of(kBase, {"data.kind=shards", "data.dir=x", "data.mode=docs"})
+                .find("data.mode: expected one of packed, document"),
+            std::string::npos)
+      << error_of(kBase, {"data.kind=shards", "data.dir=x", "data.mode=docs"});
+  // Globs of shard files need no directory; the resolved YAML keeps the shard keys.
+  const RunConfig g = parse_run_config(
+      kBase, "run.yaml",
+      {"data.kind=shards", "data.train=t/train-*.bin", "data.eval=''", "data.mode=document"});
+  EXPECT_EQ(g.data.train, "t/train-*.bin");
+  EXPECT_EQ(g.data.eval, "");
+  const RunConfig back = parse_run_config(run_config_to_yaml(g), "resolved.yaml");
+  EXPECT_EQ(run_config_to_yaml(back), run_config_to_yaml(g));
+  EXPECT_EQ(back.data.mode, "document");
 }
 
 TEST(RunConfigTest, MissingFileIsAnError) {
