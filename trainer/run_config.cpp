@@ -250,9 +250,6 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
   if (c.precision == "bf16" && c.train.device == "cpu")
     yaml::fail(file, node("precision"), "precision",
                "bf16 mixed precision is for GPUs only; on train.device cpu use fp32");
-  if (c.precision == "bf16")
-    yaml::fail(file, node("precision"), "precision",
-               "bf16 mixed precision is not implemented in the trainer yet; use fp32");
   try {
     c.lr_schedule().validate();
   } catch (const Error& e) {

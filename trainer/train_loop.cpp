@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "core/allocator.h"
+#include "core/autocast.h"
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -34,9 +35,11 @@ Device run_device(const RunConfig& c) {
 }
 
 // The same held-out batches every time; each rank its slice, averaged to the global mean.
+// Under bf16 the held-out forward runs with the same autocast as training.
 double held_out_loss(const LanguageModel& model, BatchSource& src, const SourceState& start,
-                     int64_t batches, Device device, TrainParallel& par) {
+                     int64_t batches, Device device, TrainParallel& par, bool bf16) {
   NoGradGuard no_grad;
+  AutocastGuard autocast(bf16);
   src.restore(start);
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i)
@@ -187,6 +190,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   Allocator& alloc = allocator_for(device.type);
   alloc.reset_peak(device.index);
   const double micro_scale = 1.0 / double(cfg.train.grad_accum);
+  const bool bf16 = cfg.precision == "bf16";
   while (step < steps) {
     const double lr = lr_at(schedule, step);
     optimizer.set_lr(lr);
@@ -194,8 +198,14 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
       const Batch b = train_src.next_batch();
-      // Each micro-batch contributes 1/grad_accum of the mean loss's gradient.
-      Tensor loss = par.micro_loss(model, b, device, micro_scale, micro + 1 == cfg.train.grad_accum);
+      // Each micro-batch contributes 1/grad_accum of the mean loss's gradient. bf16: the forward
+      // and loss run under autocast (bf16 GEMMs on the fp32 master weights); backward follows the
+      // recorded casts outside the guard, and the optimizer updates the fp32 masters.
+      Tensor loss;
+      {
+        AutocastGuard autocast(bf16);
+        loss = par.micro_loss(model, b, device, micro_scale, micro + 1 == cfg.train.grad_accum);
+      }
       loss.backward();
       loss_sum += loss.item();
     }
@@ -225,7 +235,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
         eval_src && cfg.train.eval_every > 0 && (step % cfg.train.eval_every == 0 || last);
     if (do_eval) {
       eval_loss =
-          held_out_loss(model, *eval_src, eval_start, cfg.train.eval_batches, device, par);
+          held_out_loss(model, *eval_src, eval_start, cfg.train.eval_batches, device, par, bf16);
       result.eval_losses.push_back({step, eval_loss});
     }
     const bool do_log = cfg.train.log_every > 0 &&

@@ -143,6 +143,7 @@ TEST(RunConfigTest, UnsupportedSettingsSayWhy) {
       << error_of(kBase, {"parallel.dp=3"});
   EXPECT_NE(error_of(kBase, {"precision=bf16"}).find("GPUs only"), std::string::npos)
       << error_of(kBase, {"precision=bf16"});
+  EXPECT_EQ(error_of(kBase, {"precision=bf16", "train.device=cuda"}), "(no error)");
   EXPECT_NE(error_of(kBase, {"precision=fp16"}).find("expected one of fp32, bf16"),
             std::string::npos);
   EXPECT_NE(error_of(kBase, {"data.kind=shards"}).find("data.kind shards needs data.dir"),
