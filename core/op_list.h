@@ -68,6 +68,15 @@
                                  /* y[t,c] = b[c] + sum_k w[c,k] x[t-(W-1)+k, c], zero before t=0  */ \
   X(Conv1dBackward, "conv1d_backward", B) /* in: dy, x, w -> out: dx, dw, db                       */ \
   X(Concat, "concat", F)         /* in: x_0..x_n (strided), attrs.dim -> out: concatenation       */ \
+  X(LinAttn, "linattn", F)       /* masked quadratic linear attention (layers/linattn.h): in: q, k  */ \
+                                 /* (B, T, H, D), v (B, T, H, Dv), acs (B, T, H) stat dtype or     */ \
+                                 /* undefined (no decay) -> out: y (B, T, H, Dv), den (B, H, T)    */ \
+                                 /* stat dtype. w_ij = f(s q_i.k_j) exp(acs_i - acs_j), j <= i,    */ \
+                                 /* f = u (attrs.power 1) or u^2 (power 2), s = attrs.scale;       */ \
+                                 /* den_i = sum_j w_ij; y_i = sum_j w_ij v_j, divided by           */ \
+                                 /* max(den_i, 1e-8) when attrs.sm_norm                            */ \
+  X(LinAttnBackward, "linattn_backward", B) /* in: dy, q, k, v, acs|undefined, y, den ->            */ \
+                                 /* out: dq, dk, dv, dacs (stat dtype; undefined without acs)      */ \
   /* optimizer                                                                                     */ \
   X(AdamW, "adamw", N)           /* in-place on in: param, grad, m, v (f32 or f64, same shape);    */ \
                                  /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */

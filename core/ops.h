@@ -64,6 +64,15 @@ Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0,
 // Causal softmax attention, q, k, v (B, T, H, D) -> (B, T, H, D); scale defaults to 1/sqrt(D).
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                         std::optional<double> scale = std::nullopt);
+// Masked quadratic linear attention (spec/models.md 2, 5, 6; layers/linattn.h documents the forms):
+// q, k (B, T, H, D), v (B, T, H, Dv), acs (B, T, H) the cumulative log decay or undefined (no decay).
+// w_ij = f(s q_i.k_j) exp(acs_i - acs_j) for j <= i with f(u) = u (power 1) or u^2 (power 2);
+// y_i = sum_j w_ij v_j, divided by max(sum_j w_ij, kLinAttnDenominatorEps) when sm_norm (the clamp's
+// gradient is relu's). acs is used in f32 for f32 / bf16 inputs (its gradient comes back in its own
+// dtype). -> y (B, T, H, Dv); `den`, when given, receives sum_j w_ij (B, H, T) (not differentiable).
+inline constexpr double kLinAttnDenominatorEps = 1e-8;
+Tensor linattn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& acs, int64_t power,
+               bool sm_norm, double scale, Tensor* den = nullptr);
 // logits (..., V), targets (...) i32 -> () mean over targets != ignore_index (0 when none counted).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // Causal depthwise conv: x (B, T, C), w (C, W), b (C) -> (B, T, C).

@@ -23,6 +23,8 @@ struct OpAttrs {
   bool bf16_positions = false;  // rope: positions rounded to bf16 (the paper's training code)
   int64_t pos_offset = 0;
   double scale = 1.0;
+  int64_t power = 1;     // linattn: 1 or 2
+  bool sm_norm = false;  // linattn: divide by the clamped denominator
   int64_t ignore_index = -100;
   // AdamW
   double lr = 0.0, beta1 = 0.9, beta2 = 0.999, weight_decay = 0.0;

@@ -1,5 +1,5 @@
-// linattn: the feature map, the masked quadratic reference and the one-token recurrent step (the
-// chunked form is in linattn_chunked.cpp). Internally heads come first: (B, H, T, D).
+// linattn: the feature map, the masked quadratic form (the fused op) and the one-token recurrent step
+// (the chunked form is in linattn_chunked.cpp). Internally heads come first: (B, H, T, D).
 #include "layers/linattn.h"
 
 #include <cmath>
@@ -80,22 +80,11 @@ Tensor linattn_features(const Tensor& x, LinPower power) {
 Tensor linattn_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
                          const LinAttnOptions& opt) {
   check_inputs("linattn_quadratic", q, k, v, a);
-  const int64_t T = q.size(1);
-  Tensor qh = q.permute({0, 2, 1, 3});                    // (B, H, T, D)
-  Tensor kh = scale(k, opt.scale).permute({0, 2, 1, 3});  // (B, H, T, D), s k
-  Tensor vh = v.permute({0, 2, 1, 3});                    // (B, H, T, Dv)
-  Tensor w = matmul(qh, kh.transpose(-1, -2));            // (B, H, T, T) u_ij
-  if (opt.power == LinPower::Two) w = square(w);
-  if (a.defined()) {
-    Tensor acs = cumsum(a, 1).permute({0, 2, 1});         // (B, H, T) Acs
-    Tensor diff = acs.unsqueeze(3) - acs.unsqueeze(2);    // (B, H, T, T) Acs_i - Acs_j
-    w = w * exp(diff + causal_additive_mask(T, q));       // masked before exp: 0 where j > i
-  } else {
-    w = w * causal_unit_mask(T, q);
-  }
-  Tensor y = matmul(w, vh);                               // (B, H, T, Dv)
-  if (opt.sm_norm) y = y / clamp_denominator(sum(w, -1, true));
-  return y.permute({0, 2, 1, 3});                         // (B, T, H, Dv)
+  // The fused op (core/ops.h: linattn) computes exactly the masked form: u_ij = q_i . (s k_j), the
+  // square before the decay exp(Acs_i - Acs_j), causal, the same clamp; Acs stays in fp32 for bf16.
+  Tensor acs;  // (B, T, H) Acs, summed in fp32 (f64 stays f64)
+  if (a.defined()) acs = cumsum(a.to(a.dtype() == DType::F64 ? DType::F64 : DType::F32), 1);
+  return linattn(q, k, v, acs, opt.power == LinPower::Two ? 2 : 1, opt.sm_norm, opt.scale);
 }
 
 Tensor linattn_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,

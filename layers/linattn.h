@@ -1,7 +1,9 @@
 // The math of the linear-attention family (spec/models.md sections 2, 5, 6, 7) on q, k (B, T, H, D),
 // v (B, T, H, Dv) and an optional per-head log decay a (B, T, H) (a <= 0; undefined = no A-mask), in
 // three forms that agree to rounding: the masked quadratic reference, the chunked linear-time form
-// with state passing, and the one-token recurrent step. Everything is composed of core autograd ops.
+// with state passing, and the one-token recurrent step. The quadratic form is the fused op linattn
+// (core/ops.h, CPU and CUDA kernels); the others are composed of core autograd ops, so the forms check
+// each other independently.
 //
 // Choices shared by every form (so they agree exactly, not just in the limit):
 //   * s enters once: k <- s k on entry (k_scaled), so u_ij = q_i . k_scaled_j and the state holds the
@@ -20,6 +22,7 @@
 
 #include <cstdint>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 
 namespace coil {
@@ -27,7 +30,7 @@ namespace coil {
 enum class LinPower { One, Two };
 
 // Absolute clamp of the sm_norm denominator (units: sum of s-scaled, decayed weights).
-inline constexpr double kDenominatorEps = 1e-8;
+inline constexpr double kDenominatorEps = kLinAttnDenominatorEps;
 
 struct LinAttnOptions {
   LinPower power = LinPower::Two;
@@ -47,7 +50,7 @@ int64_t linattn_feature_dim(LinPower power, int64_t D);
 // phi: x (..., D) -> (..., F) (identity for power 1, the symmetric square map for power 2).
 Tensor linattn_features(const Tensor& x, LinPower power);
 
-// Masked matrix form. -> (B, T, H, Dv)
+// Masked matrix form through the fused op core/ops.h linattn (ops LinAttn / LinAttnBackward). -> (B, T, H, Dv)
 Tensor linattn_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
                          const LinAttnOptions& opt);
 

@@ -1,0 +1,93 @@
+// Harness cases: the fused masked quadratic linear attention (ops LinAttn / LinAttnBackward). Each case
+// checks y and the denominator statistic against plain double loops over the formula of core/op_list.h,
+// and the f64 gradient check covers q, k, v and the decay acs (the backward kernel, B kind). The cases
+// span the mixers of spec/models.md that use the op: 2Mamba (power 2, sm_norm, decay), Mamba-2S
+// (power 1, output_norm, decay), the "Linear" baseline (power 1, sm_norm on positive features, no
+// decay), power 2 with output_norm, a clamped denominator (power 1 scores all negative: the clamp's
+// branch and the non-zero query side of dacs), Dv != D and T = 1.
+#include <algorithm>
+#include <cmath>
+
+#include "core/ops.h"
+#include "tests/core/op_harness.h"
+
+namespace coil::harness {
+namespace {
+
+using Outs = std::vector<Tensor>;
+using HOuts = std::vector<HostTensor>;
+
+struct Cfg {
+  int64_t power = 2;
+  bool sm_norm = true;
+  bool decay = true;
+  double scale = 0.5;
+};
+
+// q (B, T, H, D), k, v (B, T, H, Dv) and acs (B, T, H) when cfg.decay.
+HOuts reference(const HOuts& x, const Cfg& cfg) {
+  const int64_t B = x[0].shape[0], T = x[0].shape[1], H = x[0].shape[2], D = x[0].shape[3];
+  const int64_t Dv = x[2].shape[3];
+  HostTensor y = HostTensor::zeros({B, T, H, Dv}), den = HostTensor::zeros({B, H, T});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < T; ++i) {
+        std::vector<double> num(size_t(Dv), 0.0);
+        double total = 0.0;
+        for (int64_t j = 0; j <= i; ++j) {
+          double u = 0.0;
+          for (int64_t d = 0; d < D; ++d)
+            u += x[0][((b * T + i) * H + h) * D + d] * x[1][((b * T + j) * H + h) * D + d];
+          u *= cfg.scale;
+          double w = cfg.power == 2 ? u * u : u;
+          if (cfg.decay) w *= std::exp(x[3][(b * T + i) * H + h] - x[3][(b * T + j) * H + h]);
+          total += w;
+          for (int64_t d = 0; d < Dv; ++d) num[size_t(d)] += w * x[2][((b * T + j) * H + h) * Dv + d];
+        }
+        const double c = cfg.sm_norm ? std::max(total, 1e-8) : 1.0;
+        for (int64_t d = 0; d < Dv; ++d) y[((b * T + i) * H + h) * Dv + d] = num[size_t(d)] / c;
+        den[(b * H + h) * T + i] = total;
+      }
+  return HOuts{y, den};
+}
+
+OpCase linattn_case(std::string name, Shape qs, int64_t Dv, Cfg cfg, InputSpec q_spec, InputSpec k_spec) {
+  OpCase c;
+  c.name = std::move(name);
+  c.covers = {Op::LinAttn, Op::LinAttnBackward};
+  const int64_t B = qs[0], T = qs[1], H = qs[2];
+  c.inputs = {std::move(q_spec), std::move(k_spec), normal({B, T, H, Dv})};
+  // A decreasing cumulative log decay (a_t in [-0.6, -0.05]) would be the layers' input; the op takes
+  // any acs, and independent draws also exercise growing factors exp(acs_i - acs_j) > 1.
+  if (cfg.decay) c.inputs.push_back(normal({B, T, H}, 0.5));
+  c.grad_outputs = {true, false};  // den is a statistic, not differentiable
+  c.bf16_tol_scale = 2.0;
+  c.run = [cfg](const Outs& x) {
+    Tensor den;
+    Tensor y = linattn(x[0], x[1], x[2], cfg.decay ? x[3] : Tensor(), cfg.power, cfg.sm_norm, cfg.scale, &den);
+    return Outs{y, den};
+  };
+  c.reference = [cfg](const HOuts& x) { return reference(x, cfg); };
+  return c;
+}
+
+}  // namespace
+
+void add_linattn_cases(std::vector<OpCase>& cases) {
+  const Shape s{2, 7, 2, 4};
+  cases.push_back(linattn_case("linattn_2mamba", s, 3, {2, true, true, 0.5}, normal(s), normal(s)));
+  cases.push_back(linattn_case("linattn_2mamba_t1", {2, 1, 3, 4}, 4, {2, true, true, 0.7},
+                               normal({2, 1, 3, 4}), normal({2, 1, 3, 4})));
+  cases.push_back(linattn_case("linattn_p2_output_norm", s, 5, {2, false, true, 0.5}, normal(s), normal(s)));
+  cases.push_back(linattn_case("linattn_mamba2s", s, 4, {1, false, true, 0.5}, normal(s), normal(s)));
+  cases.push_back(linattn_case("linattn_p1_sm_no_decay", {1, 6, 2, 5}, 3, {1, true, false, 0.4},
+                               uniform({1, 6, 2, 5}, 0.1, 1.0), uniform({1, 6, 2, 5}, 0.1, 1.0)));
+  cases.push_back(linattn_case("linattn_p2_no_decay", {1, 5, 2, 4}, 4, {2, true, false, 0.5},
+                               normal({1, 5, 2, 4}), normal({1, 5, 2, 4})));
+  // Every score negative: every denominator is clamped to 1e-8 (y = 1e8 num), so den gets no gradient
+  // and the query side of dacs (sum_j G_ij) no longer cancels.
+  cases.push_back(linattn_case("linattn_p1_clamped", {1, 5, 2, 3}, 2, {1, true, true, 0.5},
+                               uniform({1, 5, 2, 3}, 0.2, 1.0), uniform({1, 5, 2, 3}, -1.0, -0.2)));
+}
+
+}  // namespace coil::harness
