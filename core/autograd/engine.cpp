@@ -4,6 +4,7 @@
 
 #include <unordered_map>
 
+#include "core/autocast.h"
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops.h"
@@ -15,6 +16,8 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grad_
   COIL_CHECK(roots.size() == grad_roots.size(), "backward: ", roots.size(), " roots but ",
              grad_roots.size(), " gradients");
   NoGradGuard no_grad;
+  // Backward formulas run in the dtypes the forward recorded: no autocast casts in the reverse pass.
+  AutocastGuard no_autocast(false);
 
   std::unordered_map<Node*, std::vector<Tensor>> buffers;
   std::unordered_map<Node*, int> pending;  // gradients still to arrive, per node

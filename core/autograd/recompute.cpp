@@ -1,6 +1,7 @@
 // Activation recompute: forward without a graph, rebuild the graph in backward.
 #include "core/autograd/recompute.h"
 
+#include "core/autocast.h"
 #include "core/autograd/engine.h"
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
@@ -10,7 +11,8 @@ namespace {
 
 class RecomputeNode : public Node {
  public:
-  RecomputeNode(RecomputeFn fn, const std::vector<Tensor>& inputs) : fn_(std::move(fn)) {
+  RecomputeNode(RecomputeFn fn, const std::vector<Tensor>& inputs)
+      : fn_(std::move(fn)), autocast_(autocast_enabled()) {
     for (const Tensor& t : inputs) {
       inputs_.emplace_back(t);
       requires_.push_back(t.defined() && t.requires_grad());
@@ -35,6 +37,7 @@ class RecomputeNode : public Node {
     std::vector<Tensor> outs;
     {
       EnableGradGuard grad_on;
+      AutocastGuard autocast(autocast_);  // the replay runs in the precisions of the forward
       outs = fn_(detached);
     }
     COIL_CHECK(outs.size() == grads.size(), "recompute: the region returned ", outs.size(),
@@ -57,6 +60,7 @@ class RecomputeNode : public Node {
 
  private:
   RecomputeFn fn_;
+  bool autocast_;  // the autocast state of the forward
   std::vector<SavedTensor> inputs_;
   std::vector<bool> requires_;
 };

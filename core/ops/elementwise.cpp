@@ -22,19 +22,22 @@ Tensor unary(Op op, const Tensor& x_in, const OpAttrs& attrs = {}) {
 
 }  // namespace
 
-Tensor exp(const Tensor& x) {
+Tensor exp(const Tensor& x_in) {
+  Tensor x = autocast_f32(x_in);  // decays and softmax weights: fp32 under autocast
   Tensor y = unary(Op::Exp, x);
   record("ExpBackward", {x}, {y}, [](const Grads& g, const Grads& s) { return Grads{g[0] * s[0]}; }, {y});
   return y;
 }
 
-Tensor log(const Tensor& x) {
+Tensor log(const Tensor& x_in) {
+  Tensor x = autocast_f32(x_in);
   Tensor y = unary(Op::Log, x);
   record("LogBackward", {x}, {y}, [](const Grads& g, const Grads& s) { return Grads{g[0] / s[0]}; }, {x});
   return y;
 }
 
-Tensor softplus(const Tensor& x) {
+Tensor softplus(const Tensor& x_in) {
+  Tensor x = autocast_f32(x_in);  // log decays: fp32 under autocast
   Tensor y = unary(Op::Softplus, x);
   record("SoftplusBackward", {x}, {y},
          [](const Grads& g, const Grads& s) { return Grads{g[0] * sigmoid(s[0])}; }, {x});
@@ -114,7 +117,9 @@ Tensor binary(Op op, const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) {
+Tensor add(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote({&a, &b});
   Tensor y = binary(Op::Add, a, b);
   Shape sa = a.shape(), sb = b.shape();
   record("AddBackward", {a, b}, {y}, [sa, sb](const Grads& g, const Grads&) {
@@ -123,7 +128,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) {
+Tensor sub(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote({&a, &b});
   Tensor y = binary(Op::Sub, a, b);
   Shape sa = a.shape(), sb = b.shape();
   record("SubBackward", {a, b}, {y}, [sa, sb](const Grads& g, const Grads&) {
@@ -132,7 +139,9 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-Tensor mul(const Tensor& a, const Tensor& b) {
+Tensor mul(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote({&a, &b});
   Tensor y = binary(Op::Mul, a, b);
   bool ga = a.requires_grad(), gb = b.requires_grad();
   record("MulBackward", {a, b}, {y},
@@ -144,7 +153,9 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-Tensor div(const Tensor& a, const Tensor& b) {
+Tensor div(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote({&a, &b});
   Tensor y = binary(Op::Div, a, b);
   bool ga = a.requires_grad(), gb = b.requires_grad();
   record("DivBackward", {a, b}, {y},

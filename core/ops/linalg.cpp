@@ -34,9 +34,10 @@ Tensor matmul3(const Tensor& a, const Tensor& b, int64_t bt) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  check_floating("matmul", a, "lhs");
-  check_floating("matmul", b, "rhs");
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  check_floating("matmul", a_in, "lhs");
+  check_floating("matmul", b_in, "rhs");
+  Tensor a = autocast_lower(a_in), b = autocast_lower(b_in);
   check_same("matmul", a, "lhs", b, "rhs");
   COIL_CHECK(a.dim() >= 2 && b.dim() >= 2, "matmul: operands need at least 2 dims, got ",
              shape_str(a.shape()), " and ", shape_str(b.shape()));
@@ -94,9 +95,10 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  check_floating("linear", x, "input");
-  check_floating("linear", w, "weight");
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  check_floating("linear", x_in, "input");
+  check_floating("linear", w_in, "weight");
+  Tensor x = autocast_lower(x_in), w = autocast_lower(w_in), b = autocast_lower(b_in);
   check_same("linear", x, "input", w, "weight");
   COIL_CHECK(w.dim() == 2, "linear: weight must be (N, K), got ", shape_str(w.shape()));
   COIL_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input ", shape_str(x.shape()),

@@ -33,8 +33,10 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
   return out.view(out_shape);
 }
 
-Tensor rms_norm(const Tensor& x, const Tensor& w, double eps) {
-  check_floating("rms_norm", x, "input");
+Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
+  check_floating("rms_norm", x_in, "input");
+  Tensor x = x_in, w = w_in;
+  autocast_promote({&x, &w});
   check_same("rms_norm", x, "input", w, "weight");
   COIL_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "rms_norm: weight ",
              shape_str(w.shape()), " does not match input ", shape_str(x.shape()),
@@ -61,8 +63,10 @@ Tensor rms_norm(const Tensor& x, const Tensor& w, double eps) {
   return out;
 }
 
-Tensor swiglu(const Tensor& gate, const Tensor& up) {
-  check_floating("swiglu", gate, "gate");
+Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {
+  check_floating("swiglu", gate_in, "gate");
+  Tensor gate = gate_in, up = up_in;
+  autocast_promote({&gate, &up});
   check_same("swiglu", gate, "gate", up, "up");
   COIL_CHECK(gate.shape() == up.shape(), "swiglu: gate ", shape_str(gate.shape()), " and up ",
              shape_str(up.shape()), " differ in shape");
@@ -81,8 +85,9 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
   return y;
 }
 
-Tensor softmax(const Tensor& x) {
-  check_floating("softmax", x, "input");
+Tensor softmax(const Tensor& x_in) {
+  check_floating("softmax", x_in, "input");
+  Tensor x = autocast_f32(x_in);
   COIL_CHECK(x.dim() >= 1, "softmax: needs at least 1 dim, got ", shape_str(x.shape()));
   int64_t n = x.size(-1);
   Tensor x2 = x.detach().reshape({-1, n}).contiguous();
@@ -126,8 +131,10 @@ Tensor rope(const Tensor& x, int64_t pos_offset, double theta, bool bf16_positio
   return y;
 }
 
-Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, std::optional<double> scale) {
-  check_floating("causal_attention", q, "q");
+Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                        std::optional<double> scale) {
+  check_floating("causal_attention", q_in, "q");
+  Tensor q = autocast_lower(q_in), k = autocast_lower(k_in), v = autocast_lower(v_in);
   check_same("causal_attention", q, "q", k, "k");
   check_same("causal_attention", q, "q", v, "v");
   COIL_CHECK(q.dim() == 4, "causal_attention: q must be (B, T, H, D), got ", shape_str(q.shape()));
@@ -191,8 +198,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   return loss;
 }
 
-Tensor conv1d_causal(const Tensor& x, const Tensor& w, const Tensor& b) {
-  check_floating("conv1d_causal", x, "input");
+Tensor conv1d_causal(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
+  check_floating("conv1d_causal", x_in, "input");
+  Tensor x = x_in, w = w_in, b = b_in;
+  autocast_promote({&x, &w, &b});
   check_same("conv1d_causal", x, "input", w, "weight");
   check_same("conv1d_causal", x, "input", b, "bias");
   COIL_CHECK(x.dim() == 3, "conv1d_causal: input must be (B, T, C), got ", shape_str(x.shape()));

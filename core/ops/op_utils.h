@@ -56,4 +56,13 @@ inline void run(const KernelArgs& a, DType t) { dispatch(a.op, t, a); }
 
 using Grads = std::vector<Tensor>;
 
+// --- autocast (core/autocast.h): each returns its input unchanged when no guard is enabled ----------
+// f32 -> the guard's lower precision (bf16); parameters are cast once per guard.
+Tensor autocast_lower(const Tensor& t);
+// lower precision -> f32.
+Tensor autocast_f32(const Tensor& t);
+// When the tensors mix f32 and the lower precision, the lower ones are cast to f32 (in place in the
+// caller's variables); undefined entries are skipped.
+void autocast_promote(std::vector<Tensor*> ts);
+
 }  // namespace coil::detail

@@ -20,8 +20,9 @@ Tensor reduce_dim(Op op, const Tensor& x_in, int64_t dim) {
 
 }  // namespace
 
-Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
-  check_floating("sum", x, "input");
+Tensor sum(const Tensor& x_in, int64_t dim, bool keepdim) {
+  check_floating("sum", x_in, "input");
+  Tensor x = autocast_f32(x_in);
   dim = wrap_dim("sum", dim, x.dim());
   Tensor y = reduce_dim(Op::Sum, x, dim);
   Shape in_shape = x.shape();
@@ -36,8 +37,9 @@ Tensor sum(const Tensor& x) {
   return sum(x.reshape({x.numel()}), 0, false);
 }
 
-Tensor mean(const Tensor& x, int64_t dim, bool keepdim) {
-  check_floating("mean", x, "input");
+Tensor mean(const Tensor& x_in, int64_t dim, bool keepdim) {
+  check_floating("mean", x_in, "input");
+  Tensor x = autocast_f32(x_in);
   dim = wrap_dim("mean", dim, x.dim());
   Tensor y = reduce_dim(Op::Mean, x, dim);
   Shape in_shape = x.shape();
@@ -72,9 +74,10 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
   return keepdim ? y : y.squeeze(dim);
 }
 
-Tensor cumsum(const Tensor& x_in, int64_t dim, bool reverse) {
-  check_floating("cumsum", x_in, "input");
-  dim = wrap_dim("cumsum", dim, x_in.dim());
+Tensor cumsum(const Tensor& x_arg, int64_t dim, bool reverse) {
+  check_floating("cumsum", x_arg, "input");
+  dim = wrap_dim("cumsum", dim, x_arg.dim());
+  Tensor x_in = autocast_f32(x_arg);  // cumulative log decays: fp32 under autocast (spec 6.2)
   Tensor x = x_in.contiguous();
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   KernelArgs a = make_args(Op::Cumsum, {x}, {y});

@@ -5,8 +5,14 @@
 namespace coil {
 using namespace detail;
 
-Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
-  COIL_CHECK(!xs.empty(), "concat: no tensors given");
+Tensor concat(const std::vector<Tensor>& xs_in, int64_t dim) {
+  COIL_CHECK(!xs_in.empty(), "concat: no tensors given");
+  std::vector<Tensor> xs = xs_in;
+  {
+    std::vector<Tensor*> ptrs;
+    for (Tensor& x : xs) ptrs.push_back(&x);
+    autocast_promote(ptrs);
+  }
   const Tensor& x0 = xs[0];
   check_floating("concat", x0, "input 0");
   dim = wrap_dim("concat", dim, x0.dim());
