@@ -383,7 +383,7 @@ __device__ __forceinline__ void dq_weights(float (&s)[8][4], const float (&dp)[8
 }
 
 template <int P>
-__global__ void __launch_bounds__(kThreadsTc) dq_kernel(Problem p, const bf16* __restrict__ dO,
+__global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16* __restrict__ dO,
                                                         const bf16* __restrict__ q,
                                                         const bf16* __restrict__ k,
                                                         const bf16* __restrict__ v,
