@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -514,8 +515,9 @@ TaskResult Evaluator::run_task(const std::string& task) {
     COIL_FAIL("unknown task '", task, "'");
   if (m.log && m.comm.rank() == 0) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    *m.log << "eval " << task << ": " << r.samples << " examples in " << json_number(std::round(s * 100) / 100)
-           << " s";
+    char secs[32];
+    std::snprintf(secs, sizeof secs, "%.2f", s);
+    *m.log << "eval " << task << ": " << r.samples << " examples in " << secs << " s";
     for (const TaskMetric& mt : r.metrics) *m.log << "  " << mt.name << " " << mt.value;
     *m.log << std::endl;
   }
