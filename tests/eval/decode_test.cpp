@@ -196,3 +196,34 @@ TEST(Generate, GreedyIsTheArgmaxOfTheFullForwardAndSamplingIsSeeded) {
 
 }  // namespace
 }  // namespace coil
+
+namespace coil {
+namespace {
+
+// The bytes held after N tokens equal each mixer's own decode_state_values(N) figure (fp32), for every
+// tiny config: what `coil model info` prints is what decoding holds.
+TEST(DecodeStateBytes, MeasuredStateMatchesTheMixersDeclaredFigure) {
+  for (const std::string name : {"softmax", "linear", "2mamba", "2mamba-dt", "2mamba-e", "mamba2s", "mamba2",
+                                 "mamba2-paper", "mamba1", "hybrid"}) {
+    ModelConfig c = load_model_config(tiny_config(name));
+    LanguageModel model(c);
+    Decoder dec(model);
+    for (int64_t context : {1, 9, 33}) {
+      std::vector<int64_t> bytes = bytes_after(dec, context, c.vocab);
+      std::vector<int64_t> declared = dec.declared_state_values(context);
+      ASSERT_EQ(bytes.size(), declared.size());
+      for (size_t l = 0; l < bytes.size(); ++l)
+        EXPECT_EQ(bytes[l], declared[l] * 4) << name << " layer " << l << " (" << dec.layer_label(l)
+                                             << ") at context " << context;
+    }
+  }
+}
+
+TEST(DecodeHybrid, AttentionLayersWithRopeReproduceFullForward) {
+  ModelConfig c = load_model_config(tiny_config("hybrid"));
+  c.hybrid_attention_rope = true;
+  check_decode_matches_forward(with_short_chunks(c), "hybrid with RoPE");
+}
+
+}  // namespace
+}  // namespace coil
