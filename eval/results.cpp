@@ -97,7 +97,9 @@ EvalReport read_report(const std::string& path) {
     std::map<std::string, double> values;
     std::vector<std::string> order;
     for (const auto& m : task.second) {
-      const std::string name = m.first.as<std::string>();
+      std::string name = m.first.as<std::string>();
+      // lm-eval 0.4 writes "acc,none" / "acc_stderr,none" (metric, filter): keep the metric name.
+      if (const size_t comma = name.find(','); comma != std::string::npos) name.resize(comma);
       double v = std::numeric_limits<double>::quiet_NaN();
       if (!m.second.IsNull()) {
         try {

@@ -343,6 +343,9 @@ int eval_command(const std::vector<std::string>& args, std::ostream& out, std::o
   } catch (const Error& e) {
     err << "error: " << e.what() << "\n";
     return 1;
+  } catch (const std::exception& e) {  // e.g. std::filesystem errors writing --out
+    err << "error: " << e.what() << "\n";
+    return 1;
   }
 }
 

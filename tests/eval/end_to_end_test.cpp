@@ -181,3 +181,44 @@ TEST(EvalPasskey, TrainedModelScoresAboveChance) {
 
 }  // namespace
 }  // namespace coil
+
+namespace coil {
+namespace {
+
+// Result files of lm-eval 0.4 ("acc,none") read as the same metrics, so they compare side by side.
+TEST(EvalResults, ReadsItsOwnJsonAndLmEvalStyleFiles) {
+  const fs::path dir = fresh_dir("results");
+  EvalReport r;
+  r.tasks.push_back({"piqa", {{"acc", 0.5, 0.01}, {"acc_norm", 0.625}}, 10, "{\"x\": 1}"});
+  r.config = {{"name", json_string("a \"quoted\" name")}};
+  {
+    std::ofstream f(dir / "a.json");
+    f << report_to_json(r);
+  }
+  {
+    std::ofstream f(dir / "b.json");
+    f << "{\"results\": {\"piqa\": {\"alias\": \"piqa\", \"acc,none\": 0.75, \"acc_stderr,none\": 0.02}}}";
+  }
+  EvalReport a = read_report((dir / "a.json").string()), b = read_report((dir / "b.json").string());
+  ASSERT_EQ(a.tasks.size(), 1u);
+  ASSERT_EQ(a.tasks[0].metrics.size(), 2u);
+  EXPECT_EQ(a.tasks[0].metrics[0].value, 0.5);
+  EXPECT_EQ(a.tasks[0].metrics[0].stderr_value, 0.01);
+  EXPECT_TRUE(std::isnan(a.tasks[0].metrics[1].stderr_value));
+  EXPECT_EQ(a.tasks[0].samples, 10);
+  ASSERT_EQ(b.tasks[0].metrics.size(), 1u);
+  EXPECT_EQ(b.tasks[0].metrics[0].name, "acc");
+  EXPECT_EQ(b.tasks[0].metrics[0].stderr_value, 0.02);
+  std::ostringstream table;
+  print_comparison({a, b}, {"ours", "harness"}, table);
+  EXPECT_NE(table.str().find("0.5000 +-0.010"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("0.7500 +-0.020"), std::string::npos) << table.str();
+  {
+    std::ofstream f(dir / "bad.json");
+    f << "{\"results\": [1, 2";
+  }
+  EXPECT_THROW(read_report((dir / "bad.json").string()), Error);
+}
+
+}  // namespace
+}  // namespace coil
