@@ -6,9 +6,11 @@
 namespace coil {
 using namespace detail;
 
-Tensor linattn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& acs_in, int64_t power,
-               bool sm_norm, double scale, Tensor* den_out) {
-  check_floating("linattn", q, "q");
+Tensor linattn(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& acs_in,
+               int64_t power, bool sm_norm, double scale, Tensor* den_out) {
+  check_floating("linattn", q_in, "q");
+  // Under autocast the tiles run on bf16 tensor cores; acs stays fp32 (below).
+  Tensor q = autocast_lower(q_in), k = autocast_lower(k_in), v = autocast_lower(v_in);
   check_same("linattn", q, "q", k, "k");
   check_same("linattn", q, "q", v, "v");
   COIL_CHECK(power == 1 || power == 2, "linattn: power must be 1 or 2, got ", power);

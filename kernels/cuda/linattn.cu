@@ -3,7 +3,7 @@
 //
 // Two implementations:
 //  * bf16 with D = Dv = 64 and s > 0: FlashAttention-style tiles on the tensor cores (linattn_tc.cuh):
-//    64 queries x 64 keys per step, mma.sync m16n8k16 bf16 with fp32 accumulation, the decay
+//    query x 64-key tiles, mma.sync m16n8k16 bf16 with fp32 accumulation, the decay
 //    exp(acs_i - acs_j) from the fp32 cumsum, causal tile skipping. The forward needs no running
 //    max: a power-1/2 weight has no exponential to overflow and fp32 holds every realistic u^2 (the
 //    row scale of spec 6.2 would cancel anyway). The backward is three kernels with no atomics:

@@ -4,10 +4,12 @@
 //
 // Tiles of 64 tokens x 64 channels sit in shared memory with their 16-byte chunks XOR-swizzled by row
 // (chunk ^ (row % 8)), so the eight rows an ldmatrix phase reads fall in eight different bank groups.
-// A CTA is 4 warps; each warp owns 16 rows of the CTA's 64-row tile and runs mma.sync m16n8k16
-// (bf16 in, fp32 accumulate). A score tile S (16 x 64 per warp) comes out in the accumulator layout,
+// A CTA is 4 warps running mma.sync m16n8k16 (bf16 in, fp32 accumulate): the forward's warps own 32
+// query rows each (128 per CTA), the backward's 16 rows (64 query or key rows per CTA; more would not
+// fit the registers at two CTAs per SM). A score tile (rows x 64) comes out in the accumulator layout,
 // which is also the A-operand layout of the next GEMM, so the weights never leave registers. The next
-// tile's loads (cp.async) overlap the current tile's math (two buffers).
+// tile's loads (cp.async) overlap the current tile's math (two buffers). The decay enters as
+// 2^(a2_i - a2_j) with a2 = acs log2 e laid out (B, H, Tpad) by acs_prep_kernel, s^power folded in.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -469,22 +471,29 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
 // transposed layout (keys are rows): S^T = K Q^T, dP^T = V dO^T; dV_j += sum_i Pn_ij dO_i,
 // dK_j += P sum_i du'_ij q_i, dacs_j -= sum_i G_ij (added to the query side the dQ kernel wrote).
 template <int P, bool MASK>
-__device__ __forceinline__ void dkdv_weights(float (&st)[8][4], float (&dpt)[8][4], const float (&ai)[16],
-                                             const float (&rc)[16], const float (&dl)[16], const float (&aj)[2],
-                                             float (&gsum)[2], bool decay, float sp, int r0, int lane,
-                                             bool diag, int64_t qlim) {
+__device__ __forceinline__ void dkdv_weights(float (&st)[8][4], float (&dpt)[8][4], const float* sa, const float* sr,
+                                             const float* sd, const float (&aj)[2], float (&gsum)[2], bool decay,
+                                             float sp, int r0, int lane, bool diag, int64_t qlim) {
+  // The per-query values are read from shared memory where they are used (two columns at a time):
+  // holding all 48 of this thread's columns in registers spills (measured: 3.43 -> 3.39 ms f+b at
+  // T=2K; forcing three CTAs per SM spills more and loses, 3.63 ms).
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
+    const int col0 = nt * 8 + 2 * (lane & 3);
+    const float2 ai2 = decay ? *reinterpret_cast<const float2*>(sa + col0) : make_float2(0.0f, 0.0f);
+    const float2 rc2 = *reinterpret_cast<const float2*>(sr + col0);
+    const float2 dl2 = *reinterpret_cast<const float2*>(sd + col0);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int c = 2 * nt + (e & 1), r = e >> 1;
-      const float lw = decay ? ex2(ai[c] - aj[r]) : sp;
+      const int r = e >> 1;
+      const float ai = (e & 1) ? ai2.y : ai2.x, rc = (e & 1) ? rc2.y : rc2.x, dl = (e & 1) ? dl2.y : dl2.x;
+      const float lw = decay ? ex2(ai - aj[r]) : sp;
       const float acc = st[nt][e];
       const float t = P == 2 ? acc * lw : lw;
-      float du = t * ((dpt[nt][e] - dl[c]) * rc[c]);
-      float pn = t * acc * rc[c];
+      float du = t * ((dpt[nt][e] - dl) * rc);
+      float pn = t * acc * rc;
       if (MASK) {
-        const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
+        const int col = col0 + (e & 1);
         // Rows past T are zero but their decay may overflow: masked by selection, not by product.
         if ((diag && col < r0 + (r << 3)) || col >= qlim) du = pn = 0.0f;
       }
@@ -554,18 +563,15 @@ __global__ void __launch_bounds__(kThreadsTc) dkdv_kernel(Problem p, const bf16*
     }
     const bf16* q_t = sQ + cur * kTile * kDim;
     const bf16* o_t = sO + cur * kTile * kDim;
-    float ai[16] = {}, rcc[16], dlc[16];
-    if (decay) load_cols(ai, sA + cur * kTile, lane);
-    load_cols(rcc, sR + cur * kTile, lane);
-    load_cols(dlc, sD + cur * kTile, lane);
     float st[8][4], dpt[8][4];
     gemm_abt(st, kf, q_t, lane);
     gemm_abt(dpt, vf, o_t, lane);
     const int64_t qlim = p.T - int64_t(qt) * kTile;  // columns at or past it are padding
+    const float *a_t = sA + cur * kTile, *r_t = sR + cur * kTile, *d_t = sD + cur * kTile;
     if (qt == kt || qlim < kTile)
-      dkdv_weights<P, true>(st, dpt, ai, rcc, dlc, aj, gsum, decay, p.sp, r0, lane, qt == kt, qlim);
+      dkdv_weights<P, true>(st, dpt, a_t, r_t, d_t, aj, gsum, decay, p.sp, r0, lane, qt == kt, qlim);
     else
-      dkdv_weights<P, false>(st, dpt, ai, rcc, dlc, aj, gsum, decay, p.sp, r0, lane, false, qlim);
+      dkdv_weights<P, false>(st, dpt, a_t, r_t, d_t, aj, gsum, decay, p.sp, r0, lane, false, qlim);
     gemm_wx(adv, st, o_t, lane, nullptr);
     gemm_wx(adk, dpt, q_t, lane, nullptr);
     __syncthreads();
