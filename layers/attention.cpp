@@ -25,12 +25,28 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
   std::vector<Tensor> parts = split(qkv_out, {H * D, H * D, H * D}, 2);  // 3 x (B, T, HD)
   Tensor q = parts[0].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor k = parts[1].reshape({B, T, H, D});                            // (B, T, H, D)
+  const SequenceShardHooks* sh = sequence_shard && sequence_shard->size > 1 ? sequence_shard.get() : nullptr;
+  const int64_t pos0 = sh ? sh->offset : 0;  // global position of the first row
   if (use_rope) {
-    q = rope(q, 0, rope_theta, bf16_positions);
-    k = rope(k, 0, rope_theta, bf16_positions);
+    q = rope(q, pos0, rope_theta, bf16_positions);
+    k = rope(k, pos0, rope_theta, bf16_positions);
   }
   Tensor v = parts[2].reshape({B, T, H, D});                            // (B, T, H, D)
-  Tensor y = causal_attention(q, k, v);                                 // (B, T, H, D)
+  Tensor y;                                                             // (B, T, H, D)
+  if (sh) {
+    // Sequence shard: every shard's K, V gathered; this shard attends over the earlier ones and itself.
+    auto g = sh->all_gather({k, v}, q, &q);
+    std::vector<Tensor> ks, vs;
+    for (int64_t j = 0; j <= sh->rank; ++j) {
+      ks.push_back(g[size_t(j)][0]);
+      vs.push_back(g[size_t(j)][1]);
+    }
+    Tensor k_all = ks.size() == 1 ? ks[0] : concat(ks, 1);             // (B, pos0 + T, H, D)
+    Tensor v_all = vs.size() == 1 ? vs[0] : concat(vs, 1);
+    y = prefix_attention(q, k_all, v_all, 1.0 / std::sqrt(double(D)));
+  } else {
+    y = causal_attention(q, k, v);
+  }
   return o->forward(y.reshape({B, T, H * D}));                          // (B, T, C)
 }
 

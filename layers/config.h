@@ -32,6 +32,9 @@ struct Mamba2Options {
   int64_t expand = 1;        // d_inner = expand * C
   int64_t n_ssm_heads = 0;   // 0: every head is an SSM head (d_ssm = d_inner)
   int64_t chunk_size = 64;
+  // Tensor parallel (set by parallel/, never from YAML): this module holds 1 / tp_shards of the heads
+  // and of the gated-MLP branch; B, C (one group, shared by every head) stay whole on every rank.
+  int64_t tp_shards = 1;
 };
 
 // Mamba-1 selective scan (section 8).

@@ -60,6 +60,10 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
   const int64_t B = x.size(0), T = x.size(1), H = n_heads, Dh = head_dim, I = H * Dh;
   const bool stateful = in != nullptr || out != nullptr;
   const bool start = in == nullptr || in->empty();
+  // Sequence shard of a gather-style sequence-parallel model (layers/mixer.h); stateful calls are the
+  // chain style and decoding, which pass their state explicitly.
+  const SequenceShardHooks* sh =
+      !stateful && sequence_shard && sequence_shard->size > 1 ? sequence_shard.get() : nullptr;
   MixerState next;
 
   // 1-2. Projection and the causal conv over all 3I channels. A stateful call prepends the carry
@@ -67,7 +71,12 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
   Tensor X = qkv->forward(x);  // (B, T, 3I)
   if (conv) {
     const int64_t w = options.conv_width;
-    if (stateful && w > 1) {
+    if (sh && w > 1) {
+      COIL_CHECK(T >= w - 1, "LinearAttentionMixer: a sequence shard of ", T,
+                 " tokens is shorter than the conv halo of ", w - 1);
+      Tensor halo = sh->previous_tail(X.narrow(1, T - (w - 1), w - 1).contiguous());  // (B, w-1, 3I)
+      X = conv1d_causal(concat({halo, X}, 1), conv->weight, conv->bias).narrow(1, w - 1, T);
+    } else if (stateful && w > 1) {
       Tensor carry = start ? Tensor::zeros({B, w - 1, 3 * I}, x.dtype(), x.device()) : in->get("conv");
       COIL_CHECK(carry.shape() == (Shape{B, w - 1, 3 * I}), "LinearAttentionMixer: conv carry ",
                  shape_str(carry.shape()), " does not match (B, w-1, 3I) = ",
@@ -102,7 +111,27 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
 
   // 9-10. Mixing.
   Tensor y;  // (B, T, H, D)
-  if (options.power == "exp") {
+  if (options.power == "exp" && sh) {
+    // Sequence shard: every shard's K, V and local Acs gathered; the global Acs of shard j is its
+    // local cumsum plus the total log decay of the shards before it.
+    std::vector<Tensor> parts{k, v};
+    if (a.defined()) parts.push_back(cumsum(a, 1));  // (B, T, H) local cumsum
+    auto g = sh->all_gather(parts, q, &q);
+    std::vector<Tensor> ks, vs, acss;
+    Tensor base;  // (B, 1, H): total log decay of the shards before j
+    for (int64_t j = 0; j <= sh->rank; ++j) {
+      ks.push_back(g[size_t(j)][0]);
+      vs.push_back(g[size_t(j)][1]);
+      if (!a.defined()) continue;
+      const Tensor& c = g[size_t(j)][2];
+      acss.push_back(base.defined() ? c + base : c);
+      base = acss.back().narrow(1, T - 1, 1);
+    }
+    auto join = [](const std::vector<Tensor>& xs) { return xs.size() == 1 ? xs[0] : concat(xs, 1); };
+    Tensor acs_k = a.defined() ? join(acss) : Tensor();          // (B, pos0 + T, H)
+    Tensor acs_q = a.defined() ? acss.back() : Tensor();         // (B, T, H)
+    y = prefix_attention(q, join(ks), join(vs), 1.0 / std::sqrt(double(Dh)), acs_q, acs_k);
+  } else if (options.power == "exp") {
     // Softmax with additive log decay over every earlier token (the KV "prefix") and this shard.
     Tensor k_all = k, v_all = v, acs_q, acs_k;
     if (a.defined()) acs_q = cumsum(a, 1);  // (B, T, H)
@@ -139,7 +168,43 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
       st.S = in->get("S");
       if (m.sm_norm) st.z = in->get("z");
     }
-    if (form == Form::Quadratic) {
+    if (sh) {
+      // Spec section 7, all-gather variant: each shard's zero-start final state S0 = sum_t
+      // e^{Acs_T - Acs_t} k^_t v_t^T (z0 likewise) and total log decay; the incoming state is the
+      // exclusive prefix S_in = sum_{j<r} (prod_{j<i<r} e^{la_i}) S0_j; then one scan from S_in.
+      Tensor kh = linattn_features(scale(k, m.scale), m.power);  // (B, T, H, F)
+      Tensor la;                                                 // (B, H) total log decay
+      if (a.defined()) {
+        Tensor acs = cumsum(a, 1);                               // (B, T, H)
+        Tensor last = acs.narrow(1, T - 1, 1);                   // (B, 1, H)
+        kh = kh * exp(last - acs).unsqueeze(3);
+        la = last.squeeze(1);
+      }
+      Tensor S0 = matmul(kh.permute({0, 2, 3, 1}), v.permute({0, 2, 1, 3}));  // (B, H, F, D)
+      std::vector<Tensor> parts{S0};
+      if (m.sm_norm) parts.push_back(sum(kh, 1));                            // z0 (B, H, F)
+      if (la.defined()) parts.push_back(la);                                 // (B, H)
+      auto g = sh->all_gather(parts, q, &q);
+      for (int64_t j = 0; j < sh->rank; ++j) {
+        const auto& gj = g[size_t(j)];
+        Tensor Sj = gj[0];
+        Tensor zj = m.sm_norm ? gj[1] : Tensor();
+        if (j == 0) {
+          st.S = Sj;
+          st.z = zj;
+          continue;
+        }
+        if (la.defined()) {
+          Tensor d = exp(gj.back());                           // (B, H)
+          st.S = st.S * d.unsqueeze(2).unsqueeze(3);
+          if (zj.defined()) st.z = st.z * d.unsqueeze(2);
+        }
+        st.S = st.S + Sj;
+        if (zj.defined()) st.z = st.z + zj;
+      }
+      y = linattn_chunked(q, k, v, a, m, options.chunk_size, sh->rank > 0 ? &st : nullptr, nullptr);
+      st = LinAttnState{};
+    } else if (form == Form::Quadratic) {
       y = linattn_quadratic(q, k, v, a, m);
     } else if (form == Form::Chunked) {
       y = linattn_chunked(q, k, v, a, m, options.chunk_size, &st, &st);

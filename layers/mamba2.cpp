@@ -46,6 +46,7 @@ void validate_mamba2_options(const Mamba2Options& o, int64_t d_model) {
   COIL_CHECK(o.expand > 0, "mamba2: expand must be positive, got ", o.expand);
   COIL_CHECK(o.n_ssm_heads >= 0, "mamba2: n_ssm_heads must be >= 0 (0 = all), got ", o.n_ssm_heads);
   COIL_CHECK(o.chunk_size > 0, "mamba2: chunk_size must be positive, got ", o.chunk_size);
+  COIL_CHECK(o.tp_shards >= 1, "mamba2: tp_shards must be >= 1, got ", o.tp_shards);
   const int64_t d_inner = o.expand * d_model;
   if (o.n_ssm_heads == 0)
     COIL_CHECK(d_inner % o.head_dim == 0, "mamba2: d_inner = expand * d_model = ", d_inner,
@@ -53,13 +54,19 @@ void validate_mamba2_options(const Mamba2Options& o, int64_t d_model) {
   else
     COIL_CHECK(o.n_ssm_heads * o.head_dim <= d_inner, "mamba2: n_ssm_heads * head_dim = ",
                o.n_ssm_heads * o.head_dim, " exceeds d_inner = expand * d_model = ", d_inner);
+  if (o.tp_shards > 1) {
+    const int64_t d_ssm = o.n_ssm_heads > 0 ? o.n_ssm_heads * o.head_dim : d_inner;
+    COIL_CHECK((d_ssm / o.head_dim) % o.tp_shards == 0 && (d_inner - d_ssm) % o.tp_shards == 0,
+               "mamba2: ", d_ssm / o.head_dim, " SSM heads and a gated branch of ", d_inner - d_ssm,
+               " channels do not divide by tp = ", o.tp_shards);
+  }
 }
 
 Mamba2::Mamba2(int64_t dim_, const Mamba2Options& o, Generator& gen, const ParamOptions& opt)
-    : dim(dim_), d_inner(o.expand * dim_), head_dim(o.head_dim), d_state(o.d_state),
+    : dim(dim_), d_inner(o.expand * dim_ / o.tp_shards), head_dim(o.head_dim), d_state(o.d_state),
       d_conv(o.d_conv), chunk_size(o.chunk_size) {
   validate_mamba2_options(o, dim_);
-  d_ssm = o.n_ssm_heads > 0 ? o.n_ssm_heads * head_dim : d_inner;
+  d_ssm = (o.n_ssm_heads > 0 ? o.n_ssm_heads * head_dim : o.expand * dim_) / o.tp_shards;
   n_heads = d_ssm / head_dim;
   d_mlp = d_inner - d_ssm;
   conv_dim = d_ssm + 2 * d_state;
@@ -115,9 +122,20 @@ Tensor Mamba2::forward_form(const Tensor& x, ScanForm form, const MixerState& in
   std::vector<Tensor> parts = split(in_proj->forward(x), {d_mlp, d_mlp, d_ssm, conv_dim, H}, 2);
   const Tensor &z0 = parts[0], &x0 = parts[1], &z = parts[2], &dt_raw = parts[4];
 
+  // Sequence shard of a gather-style sequence-parallel model (layers/mixer.h): the conv halo is the
+  // previous shard's last d_conv - 1 raw rows, the scan's incoming state the prefix of section 7.
+  const SequenceShardHooks* sh = form == ScanForm::kChunked && in.empty() && !out && sequence_shard &&
+                                         sequence_shard->size > 1
+                                     ? sequence_shard.get()
+                                     : nullptr;
+  Tensor carry_in = in.empty() ? Tensor() : in.get("conv");
+  if (sh) {
+    COIL_CHECK(T >= d_conv - 1, "Mamba2: a sequence shard of ", T,
+               " tokens is shorter than the conv halo of ", d_conv - 1);
+    carry_in = sh->previous_tail(parts[3].narrow(1, T - (d_conv - 1), d_conv - 1).contiguous());
+  }
   Tensor conv_out;
-  Tensor xbc = silu(causal_conv_with_carry(parts[3], conv_weight, conv_bias,
-                                           in.empty() ? Tensor() : in.get("conv"),
+  Tensor xbc = silu(causal_conv_with_carry(parts[3], conv_weight, conv_bias, carry_in,
                                            out ? &conv_out : nullptr));           // (B, T, conv_dim)
   std::vector<Tensor> xbc_parts = split(xbc, {d_ssm, N, N}, 2);
   Tensor xs = xbc_parts[0].reshape({B, T, H, P});                                  // (B, T, H, P)
@@ -131,6 +149,20 @@ Tensor Mamba2::forward_form(const Tensor& x, ScanForm form, const MixerState& in
   Tensor y;                                                                        // (B, H, T, P)
   if (form == ScanForm::kQuadratic) {
     y = ssd_quadratic(q, k, v, a);
+  } else if (sh) {
+    // Zero-start final state S0 = sum_t e^{Acs_T - Acs_t} v_t k_t^T and total log decay per shard,
+    // all-gathered; S_in = sum_{j<r} (prod_{j<i<r} e^{la_i}) S0_j.
+    Tensor acs = cumsum(a, 2);                                                     // (B, H, T)
+    Tensor last = acs.narrow(2, T - 1, 1);                                         // (B, H, 1)
+    Tensor vw = v * exp(last - acs).unsqueeze(-1);                                 // (B, H, T, P)
+    Tensor S0 = matmul(vw.transpose(-1, -2), k.expand({B, H, T, N}));             // (B, H, P, N)
+    auto g = sh->all_gather({S0, last.squeeze(2)}, q, &q);                          // S0, la (B, H)
+    Tensor s_in;
+    for (int64_t j = 0; j < sh->rank; ++j) {
+      const Tensor& Sj = g[size_t(j)][0];
+      s_in = j == 0 ? Sj : s_in * exp(g[size_t(j)][1]).unsqueeze(2).unsqueeze(3) + Sj;
+    }
+    y = ssd_chunked(q, k, v, a, chunk_size, s_in, nullptr);
   } else if (form == ScanForm::kChunked) {
     y = ssd_chunked(q, k, v, a, chunk_size, s, out ? &s : nullptr);
   } else {

@@ -11,6 +11,12 @@ RMSNorm::RMSNorm(int64_t c, double eps_, const ParamOptions& opt) : dim(c), eps(
   weight = register_parameter("weight", Tensor::ones({c}, opt.dtype, opt.device));
 }
 
-Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
+Tensor RMSNorm::forward(const Tensor& x) const {
+  if (!sum_across) return rms_norm(x, weight, eps);
+  // Split width: mean(x^2) over every rank's slice, composed from ops (1/sqrt as exp(-log / 2)).
+  Tensor ss = sum_across(sum(square(x), -1, true));                  // (..., 1)
+  Tensor inv = exp(scale(log(scale(ss, 1.0 / double(dim * parts), eps)), -0.5));
+  return x * inv * weight;
+}
 
 }  // namespace coil

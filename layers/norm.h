@@ -1,6 +1,12 @@
 // RMSNorm over the last dim: y = x / sqrt(mean(x^2) + eps) * w, weight initialised to 1. The kernel
 // computes the statistics in fp32 whatever the input type (spec section 1).
+//
+// Tensor parallelism may split the normalised width over ranks (the output norm over H*D of a
+// head-sharded mixer): parallel/ then sets sum_across (a differentiable all-reduce of the per-row
+// partial sums of squares) and parts (the number of equal slices), so the statistic is the global one.
 #pragma once
+
+#include <functional>
 
 #include "layers/module.h"
 
@@ -14,7 +20,9 @@ class RMSNorm : public Module {
 
   int64_t dim;
   double eps;
-  Tensor weight;  // (C)
+  Tensor weight;  // (C), this rank's slice when parts > 1
+  std::function<Tensor(const Tensor&)> sum_across;  // unset: the whole width is here
+  int64_t parts = 1;
 };
 
 }  // namespace coil

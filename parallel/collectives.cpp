@@ -76,4 +76,14 @@ Tensor all_gather_to_group(const Tensor& x, const CommPtr& group, int64_t dim) {
   return out;
 }
 
+Tensor sum_over_group(const Tensor& x, const CommPtr& group) {
+  check_group(group, "sum_over_group");
+  if (group->size() == 1) return x;
+  Tensor out = all_reduced(*group, x.contiguous(), ReduceOp::Sum);
+  record("sum_over_group", {x}, {out}, [group](const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+    return std::vector<Tensor>{all_reduced(*group, g[0].contiguous(), ReduceOp::Sum)};
+  });
+  return out;
+}
+
 }  // namespace coil

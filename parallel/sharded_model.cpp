@@ -1,0 +1,306 @@
+// ParallelLanguageModel: shard specs by parameter name, init by slicing the full model, the
+// tensor-parallel block wiring (copy_to_group before each split half, reduce_from_group after), the
+// vocab-parallel embedding and cross-entropy, and the layout validation.
+#include "parallel/sharded_model.h"
+
+#include "core/ops.h"
+#include "layers/attention.h"
+#include "layers/linear_mixer.h"
+#include "layers/mamba2.h"
+#include "parallel/collectives.h"
+#include "parallel/data_parallel.h"
+#include "parallel/sequence.h"
+
+namespace coil {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+ShardSpec split_along(int64_t dim, std::vector<int64_t> widths, std::vector<bool> split = {}) {
+  ShardSpec s;
+  s.dim = dim;
+  s.widths = std::move(widths);
+  s.split = split.empty() ? std::vector<bool>(s.widths.size(), true) : std::move(split);
+  return s;
+}
+
+}  // namespace
+
+ParallelGroups ParallelGroups::of(const ProcessGrid& grid) {
+  return ParallelGroups{grid.dp(), grid.tp(), grid.sp(), grid.dp_sp()};
+}
+
+bool ShardSpec::has_replicated_segment() const {
+  for (size_t i = 0; i < split.size(); ++i)
+    if (!split[i] && widths[i] > 0) return true;
+  return false;
+}
+
+ShardSpec shard_spec(const std::string& name, const ModelConfig& c) {
+  const int64_t I = c.n_heads * c.head_dim, V = c.vocab, F = c.mlp_hidden;
+  if (name == "embedding.weight" || name == "lm_head.weight") return split_along(0, {V});
+  if (ends_with(name, "mlp.gate.weight") || ends_with(name, "mlp.up.weight")) return split_along(0, {F});
+  if (ends_with(name, "mlp.down.weight")) return split_along(1, {F});
+  const auto pos = name.find(".mixer.");
+  if (pos == std::string::npos) return ShardSpec{};  // norms: replicated
+  const std::string p = name.substr(pos + 7);
+  if (c.mixer == "softmax" || c.mixer == "linear") {
+    const int64_t H = c.n_heads;
+    if (p == "qkv.weight" || p == "conv.weight" || p == "conv.bias") return split_along(0, {I, I, I});
+    if (p == "o.weight") return split_along(1, {I});
+    if (p == "W_dt.weight" || p == "W_A.weight" || p == "A_log" || p == "D") return split_along(0, {H});
+    if (p == "W_z.weight" || p == "W_z.bias" || p == "norm.weight") return split_along(0, {I});
+  }
+  if (c.mixer == "mamba2") {
+    const Mamba2Options& o = c.mamba2;
+    const int64_t d_inner = o.expand * c.d_model;
+    const int64_t d_ssm = o.n_ssm_heads > 0 ? o.n_ssm_heads * o.head_dim : d_inner;
+    const int64_t d_mlp = d_inner - d_ssm, N = o.d_state, H = d_ssm / o.head_dim;
+    if (p == "in_proj.weight")
+      return split_along(0, {d_mlp, d_mlp, d_ssm, d_ssm, N, N, H},
+                         {true, true, true, true, false, false, true});
+    if (p == "conv_weight" || p == "conv_bias") return split_along(0, {d_ssm, N, N}, {true, false, false});
+    if (p == "dt_bias" || p == "A_log" || p == "D") return split_along(0, {H});
+    if (p == "norm_weight") return split_along(0, {d_ssm});
+    if (p == "out_proj.weight") return split_along(1, {d_mlp, d_ssm});
+  }
+  COIL_FAIL("tensor parallel: no shard rule for parameter '", name, "' of mixer '", c.mixer, "'");
+}
+
+Tensor take_param_shard(const Tensor& full, const ShardSpec& s, int rank, int size) {
+  if (s.replicated() || size == 1) return full.detach().clone();
+  std::vector<Tensor> pieces;
+  int64_t off = 0;
+  for (size_t i = 0; i < s.widths.size(); ++i) {
+    const int64_t w = s.widths[i];
+    if (w == 0) continue;
+    Tensor seg = full.detach().narrow(s.dim, off, w);
+    pieces.push_back(s.split[i] ? seg.narrow(s.dim, rank * (w / size), w / size) : seg);
+    off += w;
+  }
+  COIL_CHECK(off == full.size(s.dim), "take_param_shard: segments sum to ", off, ", tensor has ",
+             full.size(s.dim), " along dim ", s.dim);
+  return (pieces.size() == 1 ? pieces[0] : concat(pieces, s.dim)).contiguous().clone();
+}
+
+Tensor gather_param_shards(const Tensor& local, const ShardSpec& s, Communicator& tp) {
+  if (s.replicated() || tp.size() == 1) return local.detach().clone();
+  std::vector<Tensor> pieces;
+  int64_t off = 0;
+  for (size_t i = 0; i < s.widths.size(); ++i) {
+    const int64_t w = s.widths[i];
+    if (w == 0) continue;
+    const int64_t lw = s.split[i] ? w / tp.size() : w;
+    Tensor piece = local.detach().narrow(s.dim, off, lw).contiguous();
+    pieces.push_back(s.split[i] ? all_gather_dim(tp, piece, s.dim) : piece);
+    off += lw;
+  }
+  return (pieces.size() == 1 ? pieces[0] : concat(pieces, s.dim)).contiguous();
+}
+
+void validate_parallel_layout(const ModelConfig& c, const GridShape& g, int world_size,
+                              int64_t seq_len, int64_t batch) {
+  COIL_CHECK(g.dp >= 1 && g.tp >= 1 && g.sp >= 1, "parallel layout: dp, tp, sp must be >= 1, got dp=",
+             g.dp, " tp=", g.tp, " sp=", g.sp);
+  COIL_CHECK(g.world_size() == world_size, "parallel layout: dp * tp * sp = ", g.dp, " * ", g.tp, " * ",
+             g.sp, " = ", g.world_size(), " does not match the ", world_size, " ranks launched");
+  if (g.tp > 1) {
+    COIL_CHECK(c.mixer != "hybrid" && c.mixer != "mamba1", "parallel layout: tensor parallel (tp = ",
+               g.tp, ") is not implemented for mixer '", c.mixer, "'");
+    COIL_CHECK(c.vocab % g.tp == 0, "parallel layout: vocab ", c.vocab, " does not divide by tp ", g.tp);
+    COIL_CHECK(c.mlp_hidden % g.tp == 0, "parallel layout: mlp_hidden ", c.mlp_hidden,
+               " does not divide by tp ", g.tp);
+    if (c.mixer == "mamba2") {
+      const int64_t d_inner = c.mamba2.expand * c.d_model;
+      const int64_t d_ssm = c.mamba2.n_ssm_heads > 0 ? c.mamba2.n_ssm_heads * c.mamba2.head_dim : d_inner;
+      COIL_CHECK((d_ssm / c.mamba2.head_dim) % g.tp == 0 && (d_inner - d_ssm) % g.tp == 0,
+                 "parallel layout: Mamba-2's ", d_ssm / c.mamba2.head_dim, " SSM heads (and gated branch of ",
+                 d_inner - d_ssm, " channels) do not divide by tp ", g.tp);
+    } else {
+      COIL_CHECK(c.n_heads % g.tp == 0, "parallel layout: n_heads ", c.n_heads, " does not divide by tp ",
+                 g.tp);
+    }
+  }
+  if (g.sp > 1) {
+    COIL_CHECK(c.mixer != "hybrid", "parallel layout: sequence parallel (sp = ", g.sp,
+               ") is not implemented for the hybrid stack");
+    COIL_CHECK(!c.recompute, "parallel layout: block recompute with sp = ", g.sp,
+               " would repeat the sequence exchange; set recompute false");
+    if (seq_len > 0) {
+      COIL_CHECK(seq_len % g.sp == 0, "parallel layout: sequence length ", seq_len,
+                 " does not divide by sp ", g.sp);
+      int64_t halo = 0;
+      if (c.mixer == "linear") halo = c.linear.conv_width - 1;
+      if (c.mixer == "mamba2") halo = c.mamba2.d_conv - 1;
+      if (c.mixer == "mamba1") halo = c.mamba1.d_conv - 1;
+      COIL_CHECK(seq_len / g.sp >= halo, "parallel layout: sequence shards of ", seq_len / g.sp,
+                 " tokens (length ", seq_len, " / sp ", g.sp, ") are shorter than the conv halo of ", halo);
+    }
+  }
+  if (batch > 0)
+    COIL_CHECK(batch % g.dp == 0, "parallel layout: batch ", batch, " does not divide by dp ", g.dp);
+}
+
+ParallelLanguageModel::ParallelLanguageModel(const ModelConfig& c, const ParallelGroups& groups,
+                                             const ParallelOptions& popt, const ParamOptions& opt)
+    : config_(c), local_config_(c), groups_(groups), popt_(popt) {
+  COIL_CHECK(groups.dp && groups.tp && groups.sp && groups.dp_sp,
+             "ParallelLanguageModel: every group (dp, tp, sp, dp_sp) must be given");
+  GridShape g;
+  g.dp = groups.dp->size();
+  g.tp = groups.tp->size();
+  g.sp = groups.sp->size();
+  validate_parallel_layout(c, g, g.world_size());
+  const int tp = g.tp, tr = groups.tp->rank();
+  local_config_.vocab = c.vocab / tp;
+  local_config_.mlp_hidden = c.mlp_hidden / tp;
+  if (c.mixer == "mamba2") local_config_.mamba2.tp_shards = tp;
+  else local_config_.n_heads = c.n_heads / tp;
+  local_ = std::make_shared<LanguageModel>(local_config_, opt);
+  register_module("embedding", local_->embedding);
+  register_module("layers", local_->layers);
+  register_module("norm_f", local_->norm_f);
+  register_module("lm_head", local_->lm_head);
+
+  // The full model, drawn exactly as on one rank; each rank keeps its slices.
+  const StateDict full = LanguageModel(c, opt).state_dict();
+  for (const auto& [name, p] : named_parameters()) {
+    const ShardSpec s = tp > 1 ? shard_spec(name, c) : ShardSpec{};
+    specs_[name] = s;
+    Tensor piece = take_param_shard(full.at(name), s, tr, tp);
+    COIL_CHECK(piece.shape() == p.shape(), "ParallelLanguageModel: slice of '", name, "' is ",
+               shape_str(piece.shape()), ", the local parameter ", shape_str(p.shape()));
+    p.detach().copy_(piece);
+  }
+  // The output norm over H*D of a head-sharded linear mixer needs the global sum of squares.
+  if (tp > 1)
+    for (size_t i = 0; i < local_->num_blocks(); ++i)
+      if (auto* lm = dynamic_cast<LinearAttentionMixer*>(local_->block(i).mixer.get()); lm && lm->norm) {
+        CommPtr tpg = groups.tp;
+        lm->norm->sum_across = [tpg](const Tensor& t) { return sum_over_group(t, tpg); };
+        lm->norm->parts = tp;
+      }
+}
+
+const ShardSpec& ParallelLanguageModel::spec(const std::string& name) const {
+  auto it = specs_.find(name);
+  COIL_CHECK(it != specs_.end(), "ParallelLanguageModel: no parameter named '", name, "'");
+  return it->second;
+}
+
+Tensor ParallelLanguageModel::embed(const Tensor& ids) const {
+  const CommPtr& tp = groups_.tp;
+  if (tp->size() == 1) return local_->embedding->forward(ids);
+  // Vocab-parallel: ids outside this rank's rows look up row 0 and are zeroed; the sum over tp
+  // leaves each token its own row.
+  const int64_t Vl = local_config_.vocab, off = tp->rank() * Vl;
+  std::vector<int64_t> v = ids.to_ints(), local(v.size());
+  std::vector<double> mask(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const bool mine = v[i] >= off && v[i] < off + Vl;
+    local[i] = mine ? v[i] - off : 0;
+    mask[i] = mine ? 1.0 : 0.0;
+  }
+  Shape mshape = ids.shape();
+  mshape.push_back(1);
+  Tensor lids = Tensor::from_ints(local, ids.shape(), ids.dtype()).to(ids.device());
+  const Tensor& w = local_->embedding->weight;
+  Tensor e = embedding(w, lids) * Tensor::from_vector(mask, mshape, w.dtype(), w.device());
+  return reduce_from_group(e, tp);
+}
+
+Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
+  COIL_CHECK(ids.dim() == 2, "ParallelLanguageModel: expected ids (B, T), got ", ids.describe());
+  const CommPtr &tp = groups_.tp, &sp = groups_.sp;
+  const int64_t T = ids.size(1);
+  const bool chain = popt_.sequence_chain || config_.mixer == "mamba1";
+  if (sp->size() > 1 && !chain && hooks_len_ != T) {
+    auto hooks = make_sequence_hooks(sp, T);
+    for (size_t i = 0; i < local_->num_blocks(); ++i) local_->block(i).mixer->sequence_shard = hooks;
+    hooks_len_ = T;
+  }
+  Tensor x = embed(ids);  // (B, T, C), replicated over tp
+  for (size_t i = 0; i < local_->num_blocks(); ++i) {
+    const Block& b = local_->block(i);
+    Tensor m = sequence_parallel_mixer(*b.mixer, copy_to_group(b.norm1->forward(x), tp), sp, chain);
+    Tensor h = x + reduce_from_group(m, tp);
+    x = h + reduce_from_group(b.mlp->forward(copy_to_group(b.norm2->forward(h), tp)), tp);
+  }
+  for (size_t i = 0; i < local_->num_hybrid_layers(); ++i) x = local_->hybrid_layer(i).forward(x);
+  return local_->lm_head->forward(copy_to_group(local_->norm_f->forward(x), tp));  // (B, T, V/tp)
+}
+
+Tensor ParallelLanguageModel::loss(const Tensor& ids, const Tensor& targets, int64_t ignore_index) const {
+  COIL_CHECK(targets.shape() == ids.shape(), "ParallelLanguageModel::loss: targets ", targets.describe(),
+             " must have the shape of ids ", ids.describe());
+  const CommPtr& tp = groups_.tp;
+  Tensor logits = forward(ids);  // (B, T, Vl)
+  const std::vector<int64_t> t = targets.to_ints();
+  double n_local = 0;
+  for (int64_t v : t) n_local += v != ignore_index ? 1.0 : 0.0;
+  const double n_global = reduce_values(*groups_.dp_sp, {n_local})[0];
+  COIL_CHECK(n_global > 0, "ParallelLanguageModel::loss: every target is ignore_index ", ignore_index);
+  Tensor local_sum;
+  if (tp->size() == 1) {
+    local_sum = n_local > 0 ? scale(cross_entropy(logits, targets, ignore_index), n_local)
+                            : scale(sum(logits), 0.0);
+  } else {
+    // Vocab-parallel cross-entropy: global max (a constant), global sum of exp, the target's logit
+    // from the rank that holds it.
+    const int64_t Vl = local_config_.vocab, off = tp->rank() * Vl;
+    Tensor mx = all_reduced(*tp, max(logits.detach(), -1, true).contiguous(), ReduceOp::Max);
+    Tensor sh = logits - mx;                                            // (B, T, Vl)
+    Tensor se = reduce_from_group(sum(exp(sh), -1), tp);                // (B, T)
+    std::vector<double> onehot(t.size() * size_t(Vl), 0.0), valid(t.size(), 0.0);
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (t[i] == ignore_index) continue;
+      valid[i] = 1.0;
+      if (t[i] >= off && t[i] < off + Vl) onehot[i * size_t(Vl) + size_t(t[i] - off)] = 1.0;
+    }
+    Shape oshape = logits.shape();
+    Tensor oh = Tensor::from_vector(onehot, oshape, logits.dtype(), logits.device());
+    Tensor tl = reduce_from_group(sum(sh * oh, -1), tp);                // (B, T)
+    Tensor vm = Tensor::from_vector(valid, targets.shape(), logits.dtype(), logits.device());
+    local_sum = sum((log(se) - tl) * vm);
+  }
+  return scale(reduce_from_group(local_sum, groups_.dp_sp), 1.0 / n_global);
+}
+
+void ParallelLanguageModel::finish_tp_grads() const {
+  Communicator& tp = *groups_.tp;
+  if (tp.size() == 1) return;
+  for (const auto& [name, p] : named_parameters()) {
+    const ShardSpec& s = spec(name);
+    if (!s.has_replicated_segment() || !p.grad().defined()) continue;
+    Tensor g = p.grad();
+    int64_t off = 0;
+    for (size_t i = 0; i < s.widths.size(); ++i) {
+      const int64_t lw = s.split[i] ? s.widths[i] / tp.size() : s.widths[i];
+      if (!s.split[i] && lw > 0) {
+        Tensor part = g.narrow(s.dim, off, lw);
+        Tensor summed = all_reduced(tp, part.contiguous(), ReduceOp::Sum);
+        part.copy_(summed);
+      }
+      off += lw;
+    }
+  }
+}
+
+Tensor ParallelLanguageModel::local_batch(const Tensor& global) const {
+  const int dp = groups_.dp->size(), sp = groups_.sp->size();
+  COIL_CHECK(global.dim() >= 2 && global.size(0) % dp == 0 && global.size(1) % sp == 0,
+             "ParallelLanguageModel::local_batch: ", global.describe(), " does not split into dp ", dp,
+             " x sp ", sp, " blocks");
+  const int64_t Bl = global.size(0) / dp, Tl = global.size(1) / sp;
+  return global.narrow(0, groups_.dp->rank() * Bl, Bl).narrow(1, groups_.sp->rank() * Tl, Tl).contiguous();
+}
+
+Tensor ParallelLanguageModel::local_logits(const Tensor& global) const {
+  const int64_t Vl = local_config_.vocab;
+  return local_batch(global).narrow(2, groups_.tp->rank() * Vl, Vl).contiguous();
+}
+
+}  // namespace coil

@@ -1,0 +1,197 @@
+// The sharded language model (parallel/sharded_model.h) against the single-rank LanguageModel for the
+// tiny configs of configs/models/: for each layout (dp2, tp2, sp2 on 2 ranks; sp4, dp2xtp2, tp2xsp2,
+// dp2xsp2 on 4) the forward logits, the loss and every parameter gradient match (fp32, max relative
+// error < 1e-5), and five AdamW steps give the same losses. Every rank also runs the single-rank
+// reference on the whole batch. The sequence-parallel chain and gather styles must agree too.
+#include <gtest/gtest.h>
+
+#include <iostream>
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "mpi_test_util.h"
+#include "parallel/data_parallel.h"
+#include "parallel/sharded_model.h"
+#include "trainer/adamw.h"
+#include "trainer/model_yaml.h"
+
+namespace coil {
+namespace {
+
+using coil::testing::max_rel_err;
+using coil::testing::world;
+
+constexpr double kTol = 1e-5;
+// After the first AdamW update the losses may drift further than the gradients differ: step 1 moves
+// every entry by lr * sign(g), so an entry whose gradient is at rounding level (~1e-7 of the largest)
+// can flip its step. Softmax shows ~5e-5 on every layout, plain data parallel included.
+constexpr double kTolAfterUpdate = 1e-4;
+// Gradients: the fp32 single-rank reference is itself ~1e-5 (relative to each tensor's largest entry)
+// away from fp64 (test MpiShardedReference below: 2Mamba 1.0e-5, Mamba-2 1.04e-5), so a layout whose
+// summation order differs lands up to ~1.6e-5 from it (seen: Mamba-2's D on dp2xtp2, 2Mamba on
+// dp2xsp2); every other tensor stays below 1e-5. The fp64 runs show the sharded algebra itself is
+// exact (errors ~1e-14 against 1e-10 here).
+double grad_tol(DType dt) { return dt == DType::F64 ? 1e-10 : 2e-5; }
+constexpr int64_t kBatch = 2, kSeq = 16;
+
+ModelConfig tiny(const std::string& name) {
+  ModelConfig c = load_model_config(std::string(COIL_SOURCE_DIR) + "/configs/models/" + name + "-tiny.yaml");
+  // Several chunks per shard, so the chunked scans pass states inside a shard too.
+  c.linear.chunk_size = 4;
+  c.mamba2.chunk_size = 4;
+  return c;
+}
+
+Tensor random_ids(int64_t B, int64_t T, int64_t V, uint64_t seed) {
+  Generator g(seed);
+  std::vector<int64_t> v(size_t(B * T));
+  for (auto& x : v) x = int64_t(g.next_uniform() * double(V)) % V;
+  return Tensor::from_ints(v, {B, T});
+}
+
+struct Result {
+  double logits = 0, loss0 = 0, grads = 0, losses = 0;
+  std::string grad_note;  // the parameter above kTol, if any
+};
+
+Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = false,
+                  std::vector<double>* losses_out = nullptr, DType dt = DType::F32) {
+  GridShape shape;
+  shape.dp = dp;
+  shape.tp = tp;
+  shape.sp = sp;
+  const ModelConfig cfg = tiny(name);
+  validate_parallel_layout(cfg, shape, world()->size(), kSeq, kBatch);
+  ProcessGrid grid(world(), shape);
+  ParallelOptions po;
+  po.sequence_chain = chain;
+  const ParamOptions popt{dt, Device::cpu()};
+  LanguageModel ref(cfg, popt);
+  ParallelLanguageModel par(cfg, ParallelGroups::of(grid), po, popt);
+  const double tol = dt == DType::F64 ? 1e-10 : kTol;
+  DataParallelOptions dopt;
+  dopt.average = false;
+  DataParallel ddp(par.grad_group(), par.parameters(), dopt);
+  AdamWOptions aopt;
+  aopt.lr = 1e-2;
+  aopt.weight_decay = 0.1;
+  AdamW opt_ref(ref.parameters(), aopt), opt_par(par.parameters(), aopt);
+  const auto ref_named = ref.named_parameters();
+  const auto par_named = par.named_parameters();
+  EXPECT_EQ(ref_named.size(), par_named.size());
+  Result res;
+  for (int step = 0; step < 5; ++step) {
+    Tensor ids = random_ids(kBatch, kSeq, cfg.vocab, 100 + step);
+    Tensor tgt = random_ids(kBatch, kSeq, cfg.vocab, 200 + step);
+    Tensor lref = ref.forward(ids);
+    Tensor loss_ref = cross_entropy(lref, tgt);
+    loss_ref.backward();
+    if (step == 0) {
+      NoGradGuard ng;
+      Tensor lpar = par.forward(par.local_batch(ids));
+      res.logits = max_rel_err(lpar.to_vector(), par.local_logits(lref.detach()).to_vector());
+    }
+    Tensor loss = par.loss(par.local_batch(ids), par.local_batch(tgt));
+    loss.backward();
+    ddp.finish();
+    par.finish_tp_grads();
+    const double le = max_rel_err({loss.item()}, {loss_ref.item()});
+    if (losses_out) losses_out->push_back(loss.item());
+    if (step == 0) {
+      res.loss0 = le;
+      for (size_t i = 0; i < par_named.size(); ++i) {
+        EXPECT_EQ(par_named[i].first, ref_named[i].first);
+        Tensor full = gather_param_shards(par_named[i].second.grad(), par.spec(par_named[i].first),
+                                          *grid.tp());
+        const double e = max_rel_err(full.to_vector(), ref_named[i].second.grad().to_vector());
+        EXPECT_LT(e, grad_tol(dt)) << name << " " << par_named[i].first;
+        res.grads = std::max(res.grads, e);
+        if (e > kTol) res.grad_note = par_named[i].first;
+      }
+    } else {
+      res.losses = std::max(res.losses, le);
+    }
+    opt_ref.step();
+    opt_par.step();
+    opt_ref.zero_grad();
+    opt_par.zero_grad();
+  }
+  EXPECT_LT(res.logits, tol) << name;
+  EXPECT_LT(res.loss0, tol) << name;
+  EXPECT_LT(res.losses, dt == DType::F64 ? tol : kTolAfterUpdate) << name << " (AdamW steps 1-4)";
+  if (world()->rank() == 0)
+    std::cout << "[layout] " << name << " " << dtype_name(dt) << " dp" << dp << " tp" << tp << " sp" << sp
+              << (chain ? " chain" : "") << ": logits " << res.logits << " loss " << res.loss0
+              << " grads " << res.grads << (res.grad_note.empty() ? "" : " (" + res.grad_note + ")")
+              << " losses(steps 1-4) " << res.losses << "\n";
+  return res;
+}
+
+const std::vector<std::string> kMixers = {"softmax", "2mamba", "2mamba-e", "mamba2s", "mamba2"};
+
+class Mpi2RanksLayouts : public ::testing::TestWithParam<std::string> {};
+TEST_P(Mpi2RanksLayouts, Dp2) { run_layout(GetParam(), 2, 1, 1); }
+TEST_P(Mpi2RanksLayouts, Tp2) { run_layout(GetParam(), 1, 2, 1); }
+TEST_P(Mpi2RanksLayouts, Sp2) { run_layout(GetParam(), 1, 1, 2); }
+// The chain (LASP) and the all-gather (LASP-2 / K, V gather) styles give the same losses.
+TEST_P(Mpi2RanksLayouts, Sp2ChainEqualsGather) {
+  std::vector<double> a, b;
+  run_layout(GetParam(), 1, 1, 2, true, &a);
+  run_layout(GetParam(), 1, 1, 2, false, &b);
+  EXPECT_LT(max_rel_err(a, b), kTol);
+}
+// fp64: the sharded algebra is exact (every error at rounding level of fp64).
+TEST_P(Mpi2RanksLayouts, Sp2F64) { run_layout(GetParam(), 1, 1, 2, false, nullptr, DType::F64); }
+TEST_P(Mpi2RanksLayouts, Tp2F64) { run_layout(GetParam(), 1, 2, 1, false, nullptr, DType::F64); }
+INSTANTIATE_TEST_SUITE_P(Mixers, Mpi2RanksLayouts, ::testing::ValuesIn(kMixers),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n) if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+class Mpi4RanksLayouts : public ::testing::TestWithParam<std::string> {};
+TEST_P(Mpi4RanksLayouts, Sp4) { run_layout(GetParam(), 1, 1, 4); }
+TEST_P(Mpi4RanksLayouts, Dp2Tp2) { run_layout(GetParam(), 2, 2, 1); }
+TEST_P(Mpi4RanksLayouts, Tp2Sp2) { run_layout(GetParam(), 1, 2, 2); }
+TEST_P(Mpi4RanksLayouts, Dp2Sp2) { run_layout(GetParam(), 2, 1, 2); }
+TEST_P(Mpi4RanksLayouts, Sp4Chain) { run_layout(GetParam(), 1, 1, 4, true); }
+TEST_P(Mpi4RanksLayouts, Tp2Sp2F64) { run_layout(GetParam(), 1, 2, 2, false, nullptr, DType::F64); }
+INSTANTIATE_TEST_SUITE_P(Mixers, Mpi4RanksLayouts, ::testing::ValuesIn(kMixers),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& ch : n) if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace coil
+
+namespace coil {
+namespace {
+// How far the fp32 single-rank reference itself is from fp64 (same batch, same init): the scale of
+// rounding the fp32 layout comparisons above cannot beat.
+TEST(MpiShardedReference, Fp32RoundingOfTheReference) {
+  for (const std::string name : {"2mamba", "mamba2"}) {
+    const ModelConfig cfg = tiny(name);
+    LanguageModel m32(cfg, ParamOptions{DType::F32, Device::cpu()});
+    LanguageModel m64(cfg, ParamOptions{DType::F64, Device::cpu()});
+    Tensor ids = random_ids(kBatch, kSeq, cfg.vocab, 100), tgt = random_ids(kBatch, kSeq, cfg.vocab, 200);
+    cross_entropy(m32.forward(ids), tgt).backward();
+    cross_entropy(m64.forward(ids), tgt).backward();
+    const auto a = m32.named_parameters(), b = m64.named_parameters();
+    double worst = 0;
+    std::string which;
+    for (size_t i = 0; i < a.size(); ++i) {
+      const double e = max_rel_err(a[i].second.grad().to_vector(), b[i].second.grad().to_vector());
+      if (e > worst) worst = e, which = a[i].first;
+    }
+    if (world()->rank() == 0)
+      std::cout << "[reference] " << name << " fp32 vs fp64 single-rank gradients: worst " << worst
+                << " (" << which << ")\n";
+    EXPECT_LT(worst, 1e-3);
+  }
+}
+}  // namespace
+}  // namespace coil
