@@ -149,6 +149,7 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                 yaml::double_field(f, "lr", &c.optim.lr, 0.0, false), betas_field(f, c.optim),
                 yaml::double_field(f, "eps", &c.optim.eps, 0.0, true),
                 yaml::double_field(f, "weight_decay", &c.optim.weight_decay, 0.0, false),
+                yaml::string_field(f, "decay", &c.optim.decay, {"all", "matrices"}),
                 yaml::double_field(f, "clip", &c.optim.clip, 0.0, false)};
           },
           f),
@@ -398,6 +399,7 @@ std::string run_config_to_yaml(const RunConfig& c) {
       << num(c.optim.beta2) << YAML::EndSeq;
   kv("eps", num(c.optim.eps));
   kv("weight_decay", num(c.optim.weight_decay));
+  kv("decay", c.optim.decay);
   kv("clip", num(c.optim.clip));
   out << YAML::EndMap;
   out << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap;

@@ -10,7 +10,7 @@
 //   data: {kind: synthetic, period: 8, seed: 1, eval_seed: 2}
 //   data: {kind: shards, dir: DIR, train: train, eval: heldout, mode: packed|document,
 //          shuffle: true, seed: 1, eval_seed: 2}    # token shards of `coil data tokenize --out DIR`
-//   optim: {lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1, clip: 1.0}
+//   optim: {lr: 1e-3, betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.1, decay: all, clip: 1.0}
 //   schedule: {kind: warmup_linear, warmup: 10, decay_end_step: 0 (= train.steps), final_lr: 0}
 //   train: {steps, batch_size, seq_len, grad_accum, seed, eval_every, eval_batches, log_every,
 //           nan_tolerance, device: cpu|cuda}   # batch_size: the GLOBAL micro-batch (all dp ranks)
@@ -47,6 +47,10 @@ struct DataConfig {
 struct OptimConfig {
   double lr = 1e-3;  // peak lr of the schedule
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+  // Which parameters weight_decay applies to. all: every one (the paper's recipe, spec/models.md
+  // section 9); matrices: parameters of 2+ dimensions only (linear and conv weights, embeddings),
+  // none on norm weights, biases and the per-head 1-D parameters (A_log, D, dt_bias).
+  std::string decay = "all";
   double clip = 1.0;  // global grad-norm clip; 0 disables
 };
 

@@ -49,6 +49,26 @@ double held_out_loss(const LanguageModel& model, BatchSource& src, const SourceS
 
 }  // namespace
 
+std::unique_ptr<AdamW> make_optimizer(const RunConfig& c, const Module& model) {
+  AdamWOptions aopt;
+  aopt.lr = c.optim.lr;
+  aopt.beta1 = c.optim.beta1;
+  aopt.beta2 = c.optim.beta2;
+  aopt.eps = c.optim.eps;
+  aopt.weight_decay = c.optim.weight_decay;
+  auto opt = std::make_unique<AdamW>(aopt);
+  std::vector<Tensor> decay, no_decay;
+  for (const auto& [name, p] : model.named_parameters())
+    (c.optim.decay == "all" || p.dim() >= 2 ? decay : no_decay).push_back(p);
+  opt->add_param_group(decay, {}, "decay");
+  if (!no_decay.empty()) {
+    ParamGroupOptions none;
+    none.weight_decay = 0.0;
+    opt->add_param_group(no_decay, none, "no_decay");
+  }
+  return opt;
+}
+
 std::unique_ptr<BatchSource> make_train_source(const RunConfig& c, int dp_rank, int dp_size) {
   if (c.data.kind == "shards") return make_shard_source(c, "train", dp_rank, dp_size);
   return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
@@ -88,13 +108,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   try {
     device = run_device(cfg);
     model_ptr = par.build_model(ParamOptions{DType::F32, device});
-    AdamWOptions aopt;
-    aopt.lr = cfg.optim.lr;
-    aopt.beta1 = cfg.optim.beta1;
-    aopt.beta2 = cfg.optim.beta2;
-    aopt.eps = cfg.optim.eps;
-    aopt.weight_decay = cfg.optim.weight_decay;
-    optimizer_ptr = std::make_unique<AdamW>(model_ptr->parameters(), aopt);
+    optimizer_ptr = make_optimizer(cfg, *model_ptr);
     std::string resume_path = opt.resume;
     if (resume_path == "auto") {
       std::vector<std::string> unreadable;

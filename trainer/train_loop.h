@@ -20,6 +20,7 @@
 
 #include "layers/lm.h"
 #include "parallel/communicator.h"
+#include "trainer/adamw.h"
 #include "trainer/batch_source.h"
 #include "trainer/checkpoint.h"
 #include "trainer/run_config.h"
@@ -61,6 +62,11 @@ struct TrainResult {
 // parallel.dp, the world rank while tp = sp = 1).
 TrainResult train(const RunConfig& config, BatchSource& train_source, BatchSource* eval_source,
                   const TrainOptions& options);
+
+// AdamW over a model's parameters as optim describes: one group "decay" (every parameter with
+// optim.decay all; the 2+ dimensional ones with matrices) and, with matrices, a group "no_decay"
+// (weight decay 0) for the 1-D ones.
+std::unique_ptr<AdamW> make_optimizer(const RunConfig& config, const Module& model);
 
 // The sources a config's data section describes (synthetic, or token shards through
 // trainer/shard_source.h), sliced for dp rank dp_rank of dp_size. make_eval_source returns null

@@ -231,6 +231,53 @@ TEST(TrainLoopTest, FreshRunRefusesADirectoryWithCheckpoints) {
   fs::remove_all(d);
 }
 
+// optim.decay matrices: norms, biases and the per-head 1-D parameters get no weight decay, every
+// matrix the configured one; all (the default, the paper's recipe) decays every parameter.
+TEST(TrainLoopTest, WeightDecayGroups) {
+  const fs::path d = fresh_dir("decay");
+  for (const char* decay : {"all", "matrices"}) {
+    RunConfig c = tiny_run(d, "linear");
+    c.optim.decay = decay;
+    LanguageModel model(c.model);
+    const auto opt = make_optimizer(c, model);
+    size_t n = 0, undecayed_1d = 0;
+    for (size_t g = 0; g < opt->num_groups(); ++g) {
+      const double wd = opt->group_params(g).weight_decay;
+      for (const Tensor& p : opt->group(g).params) {
+        ++n;
+        if (std::string(decay) == "all" || p.dim() >= 2) {
+          EXPECT_EQ(wd, 0.1) << decay << " group " << opt->group(g).name;
+        } else {
+          EXPECT_EQ(wd, 0.0) << decay << " group " << opt->group(g).name;
+          ++undecayed_1d;
+        }
+      }
+    }
+    EXPECT_EQ(n, model.parameters().size());
+    if (std::string(decay) == "matrices") {
+      // 2 layers x (norm1, norm2 and the mixer's 1-D tensors) + the final norm.
+      EXPECT_GE(undecayed_1d, 5u);
+      EXPECT_EQ(opt->num_groups(), 2u);
+    } else {
+      EXPECT_EQ(opt->num_groups(), 1u);
+    }
+  }
+  // Training with it runs and resumes like any other run (the groups are rebuilt from the config).
+  RunConfig c = tiny_run(d, "linear");
+  c.optim.decay = "matrices";
+  c.train.steps = 8;
+  c.checkpoint.every = 2;
+  auto ts = make_train_source(c);
+  TrainOptions o;
+  o.hooks.stop_after = 2;
+  train(c, *ts, nullptr, o);
+  auto ts2 = make_train_source(c);
+  o.hooks.stop_after = 0;
+  o.resume = "auto";
+  EXPECT_EQ(train(c, *ts2, nullptr, o).start_step, 2);
+  fs::remove_all(d);
+}
+
 std::pair<int, std::string> run_command(const std::string& cmd) {
   FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
   std::string out;
