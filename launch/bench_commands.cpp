@@ -42,6 +42,7 @@ const char* kBenchUsage =
     "  --precision P        bf16 | fp32 (default bf16; bf16 needs --device cuda)\n"
     "  --device D           cuda | cpu (default cuda)\n"
     "  --recompute          recompute each block's activations in backward\n"
+    "  --form F             linear mixers: quadratic | chunked (default: the config's)\n"
     "  --peak-tflops X      the device's dense peak for MFU (default 989, H100 SXM bf16)\n"
     "  --label TEXT         the row's name (default: the config file's stem)\n"
     "  --json FILE          also append the row as one JSON object to FILE\n"
@@ -65,7 +66,7 @@ bool parse_int(const std::string& s, int64_t min, int64_t* out) {
 }
 
 struct TrainBenchOptions {
-  std::string config, label, json, precision = "bf16", device = "cuda";
+  std::string config, label, json, precision = "bf16", device = "cuda", form;
   int64_t batch = 8, seq = 2048, steps = 10, warmup = 3;
   bool recompute = false;
   double peak_tflops = 989.0;
@@ -78,6 +79,8 @@ void synchronize(Device d) {
 int bench_train(const TrainBenchOptions& o) {
   ModelConfig mc = load_model_config(o.config);
   if (o.recompute) mc.recompute = true;
+  if (!o.form.empty()) mc.linear.form = o.form;
+  mc.validate();
   const bool cuda = o.device == "cuda";
   COIL_CHECK(!cuda || device_type_available(DeviceType::CUDA),
              "coil bench train: --device cuda but no CUDA device is available in this build or machine");
@@ -179,7 +182,8 @@ int run_bench_command(const std::vector<std::string>& args) {
     }
     auto [flag, value, has_value] = split_flag(a);
     static const char* kFlags[] = {"--config", "--batch", "--seq", "--steps", "--warmup", "--precision",
-                                   "--device", "--peak-tflops", "--label", "--json"};
+                                   "--device", "--peak-tflops", "--label", "--json",
+                                   "--form"};
     if (std::find_if(std::begin(kFlags), std::end(kFlags), [&](const char* f) { return flag == f; }) ==
         std::end(kFlags))
       return usage_error("unknown option '" + a + "' for 'coil bench train'");
@@ -201,6 +205,11 @@ int run_bench_command(const std::vector<std::string>& args) {
     if (flag == "--config") o.config = value;
     if (flag == "--label") o.label = value;
     if (flag == "--json") o.json = value;
+    if (flag == "--form") {
+      if (value != "quadratic" && value != "chunked")
+        return usage_error("--form expects quadratic or chunked, got '" + value + "'");
+      o.form = value;
+    }
     if (flag == "--precision") {
       if (value != "bf16" && value != "fp32")
         return usage_error("--precision expects bf16 or fp32, got '" + value + "'");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "launch/bench_commands.h"
 #include "launch/cli_args.h"
 #include "launch/data_commands.h"
 #include "launch/train_commands.h"
@@ -31,6 +32,7 @@ const char* kUsage =
     "  model info       parameter count and decode-state memory of a model config\n"
     "  train            train a model from a run config (configs/runs/*.yaml)\n"
     "  checkpoint info  step, config and tensors of an HDF5 checkpoint\n"
+    "  bench train      time end-to-end training steps of a model config (tokens/s, MFU, memory)\n"
     "  data prepare     build the plain-English text corpus (Debian packages + npm corpora)\n"
     "  data tokenize    tokenize a corpus into token shards\n"
     "  data info        validate token shards and print their headers\n"
@@ -172,6 +174,7 @@ int run(int argc, char** argv) {
   if (cmd == "model") return run_model_command(args);
   if (cmd == "train") return coil::cli::run_train_command(args);
   if (cmd == "checkpoint") return coil::cli::run_checkpoint_command(args);
+  if (cmd == "bench") return coil::cli::run_bench_command(args);
   if (cmd == "data") return coil::cli::run_data_command(args);
   if (cmd == "tokenizer") return coil::cli::run_tokenizer_command(args);
   throw UsageError("unknown command '" + cmd + "'");
