@@ -3,6 +3,8 @@
 // vocab-parallel embedding and cross-entropy, and the layout validation.
 #include "parallel/sharded_model.h"
 
+#include <cmath>
+
 #include "core/ops.h"
 #include "layers/attention.h"
 #include "layers/linear_mixer.h"
@@ -287,6 +289,28 @@ void ParallelLanguageModel::finish_tp_grads() const {
       off += lw;
     }
   }
+}
+
+double ParallelLanguageModel::global_grad_norm() const {
+  Communicator& tp = *groups_.tp;
+  const bool lead = tp.rank() == 0;  // counts what every tp rank holds a copy of
+  double ss = 0;
+  for (const auto& [name, p] : named_parameters()) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    const ShardSpec& s = spec(name);
+    if (s.replicated() || tp.size() == 1) {
+      if (lead || tp.size() == 1) ss += sum_squares(g).item();
+      continue;
+    }
+    int64_t off = 0;
+    for (size_t i = 0; i < s.widths.size(); ++i) {
+      const int64_t lw = s.split[i] ? s.widths[i] / tp.size() : s.widths[i];
+      if (lw > 0 && (s.split[i] || lead)) ss += sum_squares(g.narrow(s.dim, off, lw).contiguous()).item();
+      off += lw;
+    }
+  }
+  return std::sqrt(reduce_values(tp, {ss})[0]);
 }
 
 Tensor ParallelLanguageModel::local_batch(const Tensor& global) const {

@@ -79,6 +79,10 @@ class ParallelLanguageModel : public Module {
   // After backward: adds up over tp the gradient rows of parameters replicated inside a tp-split
   // tensor (Mamba-2's B, C), whose per-rank gradients are partial. No-op without such rows.
   void finish_tp_grads() const;
+  // The global L2 norm of the gradients (for clipping), after the dp x sp sum and finish_tp_grads():
+  // tp-split slices counted on every tp rank, replicated tensors and rows once; identical on every
+  // rank (collective over tp).
+  double global_grad_norm() const;
   // This rank's (B/dp, T/sp) block of a global (B, T) batch tensor.
   Tensor local_batch(const Tensor& global) const;
   // This rank's block of the global logits (B, T, V) (tests).

@@ -100,6 +100,10 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
     if (losses_out) losses_out->push_back(loss.item());
     if (step == 0) {
       res.loss0 = le;
+      double ss = 0;
+      for (const auto& [n, p] : ref_named) ss += sum_squares(p.grad()).item();
+      const double ne = max_rel_err({par.global_grad_norm()}, {std::sqrt(ss)});
+      EXPECT_LT(ne, 1e-5) << name << " global gradient norm";
       for (size_t i = 0; i < par_named.size(); ++i) {
         EXPECT_EQ(par_named[i].first, ref_named[i].first);
         Tensor full = gather_param_shards(par_named[i].second.grad(), par.spec(par_named[i].first),
@@ -192,6 +196,24 @@ TEST(MpiShardedReference, Fp32RoundingOfTheReference) {
                 << " (" << which << ")\n";
     EXPECT_LT(worst, 1e-3);
   }
+}
+}  // namespace
+}  // namespace coil
+
+namespace coil {
+namespace {
+// Beyond the acceptance list: the linear SM-norm baseline (no decay, no conv) and 2Mamba + dt in
+// every 2-rank layout; Mamba-1 under sp (it always takes the chain) and dp.
+TEST(Mpi2RanksExtraMixers, LinearAnd2MambaDt) {
+  for (const std::string m : {"linear", "2mamba-dt"}) {
+    run_layout(m, 1, 2, 1);
+    run_layout(m, 1, 1, 2);
+    run_layout(m, 1, 1, 2, true);
+  }
+}
+TEST(Mpi2RanksExtraMixers, Mamba1) {
+  run_layout("mamba1", 1, 1, 2);
+  run_layout("mamba1", 2, 1, 1);
 }
 }  // namespace
 }  // namespace coil
