@@ -80,7 +80,8 @@ Tensor Decoder::prefill(const Tensor& ids, DecodeState& state, int64_t chunk) co
     return model_.lm_head->forward(model_.norm_f->forward(x));  // (B, T, V)
   }
   std::vector<Tensor> parts;
-  for (int64_t t0 = 0; t0 < T; t0 += chunk) parts.push_back(prefill(ids.narrow(1, t0, std::min(chunk, T - t0)), state));
+  for (int64_t t0 = 0; t0 < T; t0 += chunk)
+    parts.push_back(prefill(ids.narrow(1, t0, std::min(chunk, T - t0)), state));
   return concat(parts, 1);
 }
 
@@ -139,7 +140,8 @@ int32_t sample_row(const double* logits, int64_t V, const GenerateOptions& opt, 
   const double top = logits[order[0]];
   std::vector<double> p(static_cast<size_t>(k));
   double total = 0;
-  for (int64_t i = 0; i < k; ++i) total += p[size_t(i)] = std::exp((logits[order[size_t(i)]] - top) / opt.temperature);
+  for (int64_t i = 0; i < k; ++i)
+    total += p[size_t(i)] = std::exp((logits[order[size_t(i)]] - top) / opt.temperature);
   double u = gen.next_uniform() * total;
   for (int64_t i = 0; i < k; ++i) {
     u -= p[size_t(i)];

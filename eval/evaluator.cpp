@@ -89,7 +89,9 @@ TaskMetric metric_of(const std::string& name, const std::vector<double>& xs) {
 
 // Exact match of the greedy continuation's first answer-length tokens with the answer text (what
 // follows the key is not scored: a model trained on the format has no reason to stop there).
-bool text_matches_answer(const std::string& generated, const std::string& answer) { return generated == answer; }
+bool text_matches_answer(const std::string& generated, const std::string& answer) {
+  return generated == answer;
+}
 
 std::vector<YAML::Node> read_jsonl(const std::string& path, int64_t limit) {
   std::ifstream in(path);
@@ -257,7 +259,7 @@ struct Evaluator::Impl {
       nbytes += r[2];
       per_window.push_back(r[0] / r[1]);
     }
-    auto [mean_w, se_w] = mean_stderr(per_window);
+    const double se_w = mean_stderr(per_window).second;
     const double loss = nll / ntok;
     TaskResult tr{"heldout", {}, windows, ""};
     // Standard errors over windows (delta method for the exponentiated / rescaled figures).
@@ -266,8 +268,8 @@ struct Evaluator::Impl {
     tr.metrics.push_back({"bits_per_byte", nll / std::log(2.0) / nbytes,
                           se_w * ntok / nbytes / std::log(2.0)});
     tr.details_json = "{\"seq_len\": " + std::to_string(T) + ", \"tokens\": " + json_number(ntok) +
-                      ", \"bytes\": " + json_number(nbytes) + ", \"windows\": " + std::to_string(windows) + "}";
-    (void)mean_w;
+                      ", \"bytes\": " + json_number(nbytes) + ", \"windows\": " + std::to_string(windows) +
+                      "}";
     return tr;
   }
 
@@ -330,7 +332,8 @@ struct Evaluator::Impl {
     mo.value_vocab = opt.mqar_value_vocab;
     mo.first_token = opt.mqar_first_token;
     mo.validate();
-    COIL_CHECK(mo.first_token + mo.key_vocab + mo.value_vocab <= vocab(), "mqar: keys and values need ids up to ",
+    COIL_CHECK(mo.first_token + mo.key_vocab + mo.value_vocab <= vocab(),
+               "mqar: keys and values need ids up to ",
                mo.first_token + mo.key_vocab + mo.value_vocab, " but the model's vocab is ", vocab());
     const int64_t n = opt.limit > 0 ? std::min(opt.mqar_samples, opt.limit) : opt.mqar_samples;
     auto rec = for_examples(n, 2, [&](int64_t i, double* r) {
@@ -338,7 +341,8 @@ struct Evaluator::Impl {
       const int64_t T = int64_t(ex.tokens.size());
       std::vector<int64_t> ids(ex.tokens.begin(), ex.tokens.end());
       NoGradGuard ng;
-      std::vector<double> logits = logits_to_host(model.forward(Tensor::from_ints(ids, {1, T}, DType::I32, device)));
+      std::vector<double> logits =
+          logits_to_host(model.forward(Tensor::from_ints(ids, {1, T}, DType::I32, device)));  // (1, T, V)
       for (int64_t t = 0; t < T; ++t) {
         if (ex.targets[size_t(t)] < 0) continue;
         r[0] += argmax_row(logits.data() + t * vocab(), vocab()) == ex.targets[size_t(t)];
@@ -387,7 +391,8 @@ struct Evaluator::Impl {
     const std::string path = (std::filesystem::path(opt.eval_data_dir) / (name + ".jsonl")).string();
     std::vector<YAML::Node> docs = read_jsonl(path, opt.limit);
     const int64_t n = int64_t(docs.size());
-    const bool with_norm = name == "piqa" || name == "arc_easy" || name == "arc_challenge" || name == "openbook_qa";
+    const bool with_norm =
+        name == "piqa" || name == "arc_easy" || name == "arc_challenge" || name == "openbook_qa";
     TaskResult tr{name, {}, n, ""};
     if (name == "lambada_openai") {
       auto rec = for_examples(n, 2, [&](int64_t i, double* r) {
@@ -426,7 +431,8 @@ struct Evaluator::Impl {
       const std::string query = field<std::string>(docs[size_t(i)], "query", where);
       const auto choices = field<std::vector<std::string>>(docs[size_t(i)], "choices", where);
       const int64_t gold = field<int64_t>(docs[size_t(i)], "gold", where);
-      COIL_CHECK(gold >= 0 && gold < int64_t(choices.size()), where, ": gold ", gold, " is not a choice index");
+      COIL_CHECK(gold >= 0 && gold < int64_t(choices.size()), where, ": gold ", gold,
+                 " is not a choice index");
       std::vector<double> ll;
       for (const std::string& c : choices) ll.push_back(score(query, " " + c).logprob);
       r[0] = choose_acc(ll) == gold;
@@ -462,7 +468,8 @@ struct Evaluator::Impl {
     TaskResult tr{"decode", {}, int64_t(opt.decode_contexts.size()), ""};
     std::ostringstream det;
     det << "{\"layers\": [";
-    for (size_t l = 0; l < decoder.num_layers(); ++l) det << (l ? ", " : "") << json_string(decoder.layer_label(l));
+    for (size_t l = 0; l < decoder.num_layers(); ++l)
+      det << (l ? ", " : "") << json_string(decoder.layer_label(l));
     det << "], \"contexts\": [";
     double tps = 0;
     for (size_t c = 0; c < opt.decode_contexts.size(); ++c) {
@@ -472,7 +479,8 @@ struct Evaluator::Impl {
       g.prefill_chunk = opt.prefill_chunk;
       GenerateResult r = generate(decoder, std::vector<int32_t>(text.begin(), text.begin() + ctx), g);
       int64_t total = 0;
-      det << (c ? ", " : "") << "{\"context\": " << ctx << ", \"tokens_after\": " << ctx + int64_t(r.tokens.size()) - 1
+      det << (c ? ", " : "") << "{\"context\": " << ctx
+          << ", \"tokens_after\": " << ctx + int64_t(r.tokens.size()) - 1
           << ", \"decode_tokens_per_second\": " << json_number(r.decode_tokens_per_second)
           << ", \"prefill_seconds\": " << json_number(r.prefill_seconds) << ", \"state_bytes_per_layer\": [";
       for (size_t l = 0; l < r.state_bytes.size(); ++l) {
@@ -509,7 +517,7 @@ TaskResult Evaluator::run_task(const std::string& task) {
   else if (task == "phonebook") r = m.phonebook_task(false);
   else if (task == "phonebook_reversed") r = m.phonebook_task(true);
   else if (task == "decode") r = m.decode_task();
-  else if (std::find(lm_eval_task_names().begin(), lm_eval_task_names().end(), task) != lm_eval_task_names().end())
+  else if (const auto& lm = lm_eval_task_names(); std::find(lm.begin(), lm.end(), task) != lm.end())
     r = m.lm_eval_task(task);
   else
     COIL_FAIL("unknown task '", task, "'");
@@ -539,7 +547,8 @@ std::string default_eval_data_dir() {
 
 bool draw_passkey_heatmap(const std::string& results_json, const std::string& png, std::ostream& err) {
   const char* env_script = std::getenv("COIL_HEATMAP_SCRIPT");
-  const std::string script = env_script ? env_script : std::string(COIL_EVAL_SOURCE_DIR) + "/passkey_heatmap.py";
+  const std::string script =
+      env_script ? env_script : std::string(COIL_EVAL_SOURCE_DIR) + "/passkey_heatmap.py";
   std::vector<std::string> pythons;
   if (const char* p = std::getenv("COIL_PYTHON")) pythons.push_back(p);
   pythons.push_back("/usr/bin/python3");

@@ -113,7 +113,8 @@ EvalReport read_report(const std::string& path) {
     }
     for (const std::string& name : order) {
       const std::string suffix = "_stderr";
-      if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+      if (name.size() > suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
           values.count(name.substr(0, name.size() - suffix.size())))
         continue;
       TaskMetric m{name, values[name]};

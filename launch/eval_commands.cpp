@@ -78,7 +78,8 @@ int64_t parse_int(const std::string& flag, const std::string& v, int64_t min) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != v.size()) throw UsageError("option " + flag + " expects an integer, got '" + v + "'");
+  if (used == 0 || used != v.size())
+    throw UsageError("option " + flag + " expects an integer, got '" + v + "'");
   if (x < min) throw UsageError("option " + flag + " must be >= " + std::to_string(min) + ", got " + v);
   return x;
 }
@@ -91,7 +92,8 @@ double parse_double(const std::string& flag, const std::string& v) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != v.size()) throw UsageError("option " + flag + " expects a number, got '" + v + "'");
+  if (used == 0 || used != v.size())
+    throw UsageError("option " + flag + " expects a number, got '" + v + "'");
   return x;
 }
 
@@ -182,8 +184,9 @@ int run_generate(const std::vector<std::string>& args, std::ostream& out) {
       out << kEvalUsage;
       return 0;
     }
-    static const std::vector<std::string> known{"--checkpoint", "--prompt", "--max-new-tokens", "--temperature",
-                                                "--top-k", "--seed", "--tokenizer", "--device", "--dtype"};
+    static const std::vector<std::string> known{"--checkpoint", "--prompt", "--max-new-tokens",
+                                                "--temperature", "--top-k", "--seed", "--tokenizer",
+                                                "--device", "--dtype"};
     if (std::find(known.begin(), known.end(), flag) == known.end())
       throw UsageError("unknown option '" + args[i] + "' for 'coil eval generate'");
     if (!has_value) {
@@ -227,12 +230,13 @@ int run_eval(const std::vector<std::string>& args, std::ostream& out, std::ostre
       return 0;
     }
     static const std::vector<std::string> known{
-        "--checkpoint",       "--tasks",           "--out",           "--tokenizer",       "--data",
-        "--eval-data",        "--limit",           "--max-length",    "--seed",            "--device",
-        "--dtype",            "--seq-len",         "--heldout-tokens", "--passkey-lengths", "--passkey-depths",
-        "--passkey-samples",  "--passkey-digits",  "--mqar-samples",  "--mqar-pairs",      "--mqar-key-vocab",
+        "--checkpoint",      "--tasks",           "--out",              "--tokenizer",
+        "--data",            "--eval-data",       "--limit",            "--max-length",
+        "--seed",            "--device",          "--dtype",            "--seq-len",
+        "--heldout-tokens",  "--passkey-lengths", "--passkey-depths",   "--passkey-samples",
+        "--passkey-digits",  "--mqar-samples",    "--mqar-pairs",       "--mqar-key-vocab",
         "--mqar-value-vocab", "--mqar-first-token", "--phonebook-samples", "--phonebook-entries",
-        "--decode-contexts",  "--decode-tokens",   "--prefill-chunk"};
+        "--decode-contexts", "--decode-tokens",   "--prefill-chunk"};
     if (std::find(known.begin(), known.end(), flag) == known.end())
       throw UsageError("unknown option '" + args[i] + "' for 'coil eval'");
     if (!has_value) {
@@ -324,7 +328,8 @@ int run_eval(const std::vector<std::string>& args, std::ostream& out, std::ostre
     out << "results: " << out_path << "\n";
     if (std::find(o.tasks.begin(), o.tasks.end(), "passkey") != o.tasks.end()) {
       std::filesystem::path png = std::filesystem::path(out_path).replace_extension(".passkey.png");
-      if (draw_passkey_heatmap(out_path, png.string(), err)) out << "pass-key heatmap: " << png.string() << "\n";
+      if (draw_passkey_heatmap(out_path, png.string(), err))
+        out << "pass-key heatmap: " << png.string() << "\n";
     }
   }
   return 0;

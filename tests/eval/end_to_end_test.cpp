@@ -47,7 +47,8 @@ struct Fixture {
   }
 };
 
-int run_cli(const std::vector<std::string>& args, std::string* out_text = nullptr, std::string* err_text = nullptr) {
+int run_cli(const std::vector<std::string>& args, std::string* out_text = nullptr,
+            std::string* err_text = nullptr) {
   std::ostringstream out, err;
   const int rc = eval_command(args, out, err);
   if (out_text) *out_text = out.str();
@@ -78,7 +79,8 @@ double metric(const EvalReport& r, const std::string& task, const std::string& n
 TEST(EvalEndToEnd, EveryTaskRunsOnTinyCheckpointsAndCompareShowsBoth) {
   const Fixture& f = Fixture::get();
   std::vector<std::string> files;
-  for (const auto& [label, ckpt] : {std::pair{"softmax", f.softmax_ckpt}, std::pair{"2mamba", f.twomamba_ckpt}}) {
+  for (const auto& [label, ckpt] :
+       {std::pair{"softmax", f.softmax_ckpt}, std::pair{"2mamba", f.twomamba_ckpt}}) {
     SCOPED_TRACE(label);
     const std::string out = (f.dir / (std::string(label) + ".json")).string();
     std::string text, err;
@@ -144,11 +146,13 @@ TEST(EvalEndToEnd, UsageErrorsExitTwoAndBadInputExitsOne) {
 TEST(EvalEndToEnd, GenerateGreedyAndSampled) {
   const Fixture& f = Fixture::get();
   std::string out, err;
-  ASSERT_EQ(run_cli({"generate", "--checkpoint", f.twomamba_ckpt, "--prompt", "The river", "--max-new-tokens", "5"},
+  ASSERT_EQ(run_cli({"generate", "--checkpoint", f.twomamba_ckpt, "--prompt", "The river",
+                     "--max-new-tokens", "5"},
                     &out, &err), 0) << err;
   EXPECT_EQ(out.rfind("The river", 0), 0u) << out;
   EXPECT_NE(out.find("tokens/s"), std::string::npos) << out;
-  ASSERT_EQ(run_cli({"generate", "--checkpoint", f.twomamba_ckpt, "--prompt", "The river", "--temperature", "0.8",
+  ASSERT_EQ(run_cli({"generate", "--checkpoint", f.twomamba_ckpt, "--prompt", "The river",
+                     "--temperature", "0.8",
                      "--top-k", "10", "--seed", "3"}, &out, &err), 0) << err;
 }
 

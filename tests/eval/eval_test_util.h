@@ -63,9 +63,11 @@ inline RunConfig tiny_run(const fs::path& dir, const std::string& model_yaml, in
   const std::string text = "name: eval-tiny\nmodel:\n" + model_yaml +
                            "data: {kind: synthetic, period: 8, seed: 1, eval_seed: 2}\n"
                            "optim: {lr: " + std::to_string(lr) + ", weight_decay: 0.0, clip: 1.0}\n"
-                           "schedule: {kind: warmup_cosine, warmup: " + std::to_string(std::min<int64_t>(10, steps / 2)) +
+                           "schedule: {kind: warmup_cosine, warmup: " +
+                           std::to_string(std::min<int64_t>(10, steps / 2)) +
                            ", final_lr: " + std::to_string(lr / 10) + "}\n"
-                           "train: {steps: " + std::to_string(steps) + ", batch_size: " + std::to_string(batch) +
+                           "train: {steps: " + std::to_string(steps) +
+                           ", batch_size: " + std::to_string(batch) +
                            ", seq_len: " + std::to_string(seq_len) + ", log_every: 1000}\n"
                            "checkpoint: {every: 0, keep_last: 1}\n";
   return parse_run_config(text, "eval-tiny.yaml", {"checkpoint.dir=" + (dir / "ckpt").string()});

@@ -122,7 +122,8 @@ TEST(Scoring, AccIsArgmaxLoglikAndAccNormDividesByCharacters) {
   // acc picks "c"; per character (1 and 2): -4.3820 vs -3.2307, so acc_norm picks "bd".
   const std::vector<std::string> choices{"c", "bd"};
   std::vector<double> ll;
-  for (const auto& ch : choices) ll.push_back(score_request(*m, tokenize_request(tok, "a", " " + ch), 0, BOS).logprob);
+  for (const auto& ch : choices)
+    ll.push_back(score_request(*m, tokenize_request(tok, "a", " " + ch), 0, BOS).logprob);
   EXPECT_NEAR(ll[0], std::log(0.1) + std::log(1.0 / 8), kTol);
   EXPECT_NEAR(ll[1], std::log(0.1) + 2 * std::log(1.0 / 8), kTol);
   EXPECT_EQ(choose_acc(ll), 0);
