@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <ostream>
@@ -27,11 +28,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Under mpirun each rank of a node takes the GPU of its node-local rank (ranks share GPUs round
+// robin when there are more ranks than GPUs).
 Device run_device(const RunConfig& c) {
   if (c.train.device == "cpu") return Device::cpu();
   COIL_CHECK(device_type_available(DeviceType::CUDA), c.source,
              ": train.device is cuda but no CUDA device is available in this build or machine");
-  return Device::cuda(0);
+  int local_rank = 0;
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* e = std::getenv(v)) {
+      local_rank = std::atoi(e);
+      break;
+    }
+  const int count = hooks_for(DeviceType::CUDA).device_count();
+  return Device::cuda(count > 0 ? local_rank % count : 0);
 }
 
 // The same held-out batches every time; each rank its slice, averaged to the global mean.
