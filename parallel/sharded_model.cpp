@@ -256,16 +256,26 @@ Tensor ParallelLanguageModel::loss(const Tensor& ids, const Tensor& targets, int
     Tensor mx = all_reduced(*tp, max(logits.detach(), -1, true).contiguous(), ReduceOp::Max);
     Tensor sh = logits - mx;                                            // (B, T, Vl)
     Tensor se = reduce_from_group(sum(exp(sh), -1), tp);                // (B, T)
-    std::vector<double> onehot(t.size() * size_t(Vl), 0.0), valid(t.size(), 0.0);
+    // The target's shifted logit: a row lookup into the flattened (B*T*Vl, 1) logits (rows whose
+    // target another rank holds read entry 0 and are masked), so nothing of size B*T*V is built.
+    COIL_CHECK(int64_t(t.size()) * Vl < (int64_t(1) << 31), "vocab-parallel cross-entropy: B*T*V/tp = ",
+               int64_t(t.size()) * Vl, " logits exceed the i32 row index of the lookup; use a smaller micro-batch");
+    std::vector<int64_t> idx(t.size(), 0);
+    std::vector<double> mine(t.size(), 0.0), valid(t.size(), 0.0);
     for (size_t i = 0; i < t.size(); ++i) {
       if (t[i] == ignore_index) continue;
       valid[i] = 1.0;
-      if (t[i] >= off && t[i] < off + Vl) onehot[i * size_t(Vl) + size_t(t[i] - off)] = 1.0;
+      if (t[i] >= off && t[i] < off + Vl) {
+        idx[i] = int64_t(i) * Vl + (t[i] - off);
+        mine[i] = 1.0;
+      }
     }
-    Shape oshape = logits.shape();
-    Tensor oh = Tensor::from_vector(onehot, oshape, logits.dtype(), logits.device());
-    Tensor tl = reduce_from_group(sum(sh * oh, -1), tp);                // (B, T)
-    Tensor vm = Tensor::from_vector(valid, targets.shape(), logits.dtype(), logits.device());
+    const Device dev = logits.device();
+    Tensor rows = sh.reshape({sh.numel(), 1});
+    Tensor picked = embedding(rows, Tensor::from_ints(idx, targets.shape(), DType::I32).to(dev));  // (B, T, 1)
+    Tensor pm = Tensor::from_vector(mine, targets.shape(), logits.dtype(), dev);
+    Tensor tl = reduce_from_group(picked.squeeze(-1) * pm, tp);            // (B, T)
+    Tensor vm = Tensor::from_vector(valid, targets.shape(), logits.dtype(), dev);
     local_sum = sum((log(se) - tl) * vm);
   }
   return scale(reduce_from_group(local_sum, groups_.dp_sp), 1.0 / n_global);
