@@ -26,6 +26,7 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
   Tensor q = parts[0].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor k = parts[1].reshape({B, T, H, D});                            // (B, T, H, D)
   const SequenceShardHooks* sh = sequence_shard && sequence_shard->size > 1 ? sequence_shard.get() : nullptr;
+  if (sh && sh->balanced) return forward_balanced(x, *sh);
   const int64_t pos0 = sh ? sh->offset : 0;  // global position of the first row
   if (use_rope) {
     q = rope(q, pos0, rope_theta, bf16_positions);
@@ -48,6 +49,45 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
     y = causal_attention(q, k, v);
   }
   return o->forward(y.reshape({B, T, H * D}));                          // (B, T, C)
+}
+
+Tensor SoftmaxAttention::forward_balanced(const Tensor& x, const SequenceShardHooks& sh) const {
+  const int64_t B = x.size(0), T = x.size(1), H = n_heads, D = head_dim, S = sh.size, r = sh.rank;
+  COIL_CHECK(T % 2 == 0, "SoftmaxAttention: a load-balanced shard holds two equal chunks, got ", T, " rows");
+  const int64_t L = T / 2;  // chunk length; this shard's chunks are r and 2S - 1 - r
+  std::vector<Tensor> parts = split(qkv->forward(x), {H * D, H * D, H * D}, 2);
+  Tensor q = parts[0].reshape({B, T, H, D}), k = parts[1].reshape({B, T, H, D});
+  Tensor v = parts[2].reshape({B, T, H, D});
+  const int64_t chunk[2] = {r, 2 * S - 1 - r};
+  std::vector<Tensor> qs, ks;
+  for (int h = 0; h < 2; ++h) {
+    Tensor qh = q.narrow(1, h * L, L), kh = k.narrow(1, h * L, L);
+    if (use_rope) {
+      qh = rope(qh, chunk[h] * L, rope_theta, bf16_positions);
+      kh = rope(kh, chunk[h] * L, rope_theta, bf16_positions);
+    }
+    qs.push_back(qh);
+    ks.push_back(kh);
+  }
+  Tensor q0 = qs[0];
+  auto g = sh.all_gather({concat(ks, 1), v}, q0, &q0);  // per shard: K (rotated), V of its two chunks
+  qs[0] = q0;
+  // Global chunk c lives on shard c (first half) for c < S, else on shard 2S - 1 - c (second half).
+  auto chunk_of = [&](int64_t c, int which) {
+    const int64_t owner = c < S ? c : 2 * S - 1 - c, half = c < S ? 0 : 1;
+    return g[size_t(owner)][size_t(which)].narrow(1, half * L, L);
+  };
+  std::vector<Tensor> ys;
+  for (int h = 0; h < 2; ++h) {
+    std::vector<Tensor> kk, vv;
+    for (int64_t c = 0; c <= chunk[h]; ++c) {
+      kk.push_back(chunk_of(c, 0));
+      vv.push_back(chunk_of(c, 1));
+    }
+    ys.push_back(prefix_attention(qs[size_t(h)], kk.size() == 1 ? kk[0] : concat(kk, 1),
+                                  vv.size() == 1 ? vv[0] : concat(vv, 1), 1.0 / std::sqrt(double(D))));
+  }
+  return o->forward(concat(ys, 1).reshape({B, T, H * D}));  // (B, T, C)
 }
 
 Tensor SoftmaxAttention::forward_stateful(const Tensor& x, const MixerState& in, MixerState* out) const {

@@ -33,6 +33,10 @@ class SoftmaxAttention : public Mixer {
   bool bf16_positions = false;  // RoPE positions rounded to bf16 (reproduces the paper's baseline)
   std::shared_ptr<Linear> qkv;  // weight (3HD, C)
   std::shared_ptr<Linear> o;    // weight (C, HD)
+
+ private:
+  // The load-balanced sequence shard (SequenceShardHooks::balanced).
+  Tensor forward_balanced(const Tensor& x, const SequenceShardHooks& sh) const;
 };
 
 }  // namespace coil

@@ -48,6 +48,10 @@ struct MixerState {
 struct SequenceShardHooks {
   int64_t rank = 0, size = 1;  // this shard, number of shards (equal lengths)
   int64_t offset = 0;          // global position of this shard's first token
+  // Load-balanced causal split (softmax only): the sequence is cut into 2 * size chunks and shard r
+  // holds chunks r and 2 size - 1 - r (first half of its rows, then second), so every shard does the
+  // same attention work. offset is then unused.
+  bool balanced = false;
   // One collective: out[j][i] is shard j's parts[i] (backward: reduce-scatter of the gradients).
   std::function<std::vector<std::vector<Tensor>>(const std::vector<Tensor>& parts, const Tensor& anchor,
                                                  Tensor* anchor_out)>

@@ -95,8 +95,10 @@ std::vector<std::vector<Tensor>> sp_all_gather(const std::vector<Tensor>& parts,
   return out;
 }
 
-std::shared_ptr<const SequenceShardHooks> make_sequence_hooks(const CommPtr& sp, int64_t shard_len) {
+std::shared_ptr<const SequenceShardHooks> make_sequence_hooks(const CommPtr& sp, int64_t shard_len,
+                                                              bool balanced) {
   auto h = std::make_shared<SequenceShardHooks>();
+  h->balanced = balanced;
   h->rank = sp->rank();
   h->size = sp->size();
   h->offset = int64_t(sp->rank()) * shard_len;

@@ -151,6 +151,9 @@ ParallelLanguageModel::ParallelLanguageModel(const ModelConfig& c, const Paralle
     : config_(c), local_config_(c), groups_(groups), popt_(popt) {
   COIL_CHECK(groups.dp && groups.tp && groups.sp && groups.dp_sp,
              "ParallelLanguageModel: every group (dp, tp, sp, dp_sp) must be given");
+  COIL_CHECK(!popt.balanced_causal || (c.mixer == "softmax" && !popt.sequence_chain),
+             "ParallelLanguageModel: the load-balanced causal split is implemented for softmax attention "
+             "with the gather style only (mixer '", c.mixer, "'", popt.sequence_chain ? ", chain" : "", ")");
   GridShape g;
   g.dp = groups.dp->size();
   g.tp = groups.tp->size();
@@ -220,7 +223,7 @@ Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
   const int64_t T = ids.size(1);
   const bool chain = popt_.sequence_chain || config_.mixer == "mamba1";
   if (sp->size() > 1 && !chain && hooks_len_ != T) {
-    auto hooks = make_sequence_hooks(sp, T);
+    auto hooks = make_sequence_hooks(sp, T, popt_.balanced_causal);
     for (size_t i = 0; i < local_->num_blocks(); ++i) local_->block(i).mixer->sequence_shard = hooks;
     hooks_len_ = T;
   }
@@ -329,7 +332,26 @@ Tensor ParallelLanguageModel::local_batch(const Tensor& global) const {
              "ParallelLanguageModel::local_batch: ", global.describe(), " does not split into dp ", dp,
              " x sp ", sp, " blocks");
   const int64_t Bl = global.size(0) / dp, Tl = global.size(1) / sp;
-  return global.narrow(0, groups_.dp->rank() * Bl, Bl).narrow(1, groups_.sp->rank() * Tl, Tl).contiguous();
+  Tensor rows = global.narrow(0, groups_.dp->rank() * Bl, Bl);
+  if (popt_.balanced_causal && sp > 1) {
+    COIL_CHECK(global.size(1) % (2 * sp) == 0, "ParallelLanguageModel::local_batch: the balanced split needs ",
+               "the sequence length ", global.size(1), " to divide by 2 sp = ", 2 * sp);
+    const int64_t L = Tl / 2, r = groups_.sp->rank();
+    Tensor a = rows.narrow(1, r * L, L).contiguous(), b = rows.narrow(1, (2 * sp - 1 - r) * L, L).contiguous();
+    if (rows.dtype() != DType::I32 && rows.dtype() != DType::I64) return concat({a, b}, 1).contiguous();
+    // Token ids: joined on the host (concat is a floating-point op).
+    const std::vector<int64_t> va = a.to_ints(), vb = b.to_ints();
+    const int64_t inner = a.numel() / (Bl * L);  // elements per token (1 for ids)
+    std::vector<int64_t> out;
+    for (int64_t i = 0; i < Bl; ++i) {
+      out.insert(out.end(), va.begin() + i * L * inner, va.begin() + (i + 1) * L * inner);
+      out.insert(out.end(), vb.begin() + i * L * inner, vb.begin() + (i + 1) * L * inner);
+    }
+    Shape shape = a.shape();
+    shape[1] = 2 * L;
+    return Tensor::from_ints(out, shape, rows.dtype(), rows.device());
+  }
+  return rows.narrow(1, groups_.sp->rank() * Tl, Tl).contiguous();
 }
 
 Tensor ParallelLanguageModel::local_logits(const Tensor& global) const {

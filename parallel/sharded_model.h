@@ -42,6 +42,9 @@ struct ParallelGroups {
 
 struct ParallelOptions {
   bool sequence_chain = false;  // sp: rank-to-rank chain instead of the gather style
+  // sp, softmax only: the load-balanced causal split. The sequence is cut into 2 sp chunks and rank r
+  // holds chunks r and 2 sp - 1 - r (local_batch picks them), so causal attention work is even.
+  bool balanced_causal = false;
 };
 
 // How one parameter is split over tp: along `dim`, as consecutive segments of the given global
@@ -83,7 +86,8 @@ class ParallelLanguageModel : public Module {
   // tp-split slices counted on every tp rank, replicated tensors and rows once; identical on every
   // rank (collective over tp).
   double global_grad_norm() const;
-  // This rank's (B/dp, T/sp) block of a global (B, T) batch tensor.
+  // This rank's (B/dp, T/sp) block of a global (B, T) batch tensor (with balanced_causal: its two
+  // chunks, in order).
   Tensor local_batch(const Tensor& global) const;
   // This rank's block of the global logits (B, T, V) (tests).
   Tensor local_logits(const Tensor& global) const;

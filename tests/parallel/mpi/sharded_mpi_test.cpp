@@ -56,7 +56,8 @@ struct Result {
 };
 
 Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = false,
-                  std::vector<double>* losses_out = nullptr, DType dt = DType::F32) {
+                  std::vector<double>* losses_out = nullptr, DType dt = DType::F32,
+                  bool balanced = false) {
   GridShape shape;
   shape.dp = dp;
   shape.tp = tp;
@@ -66,6 +67,7 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   ProcessGrid grid(world(), shape);
   ParallelOptions po;
   po.sequence_chain = chain;
+  po.balanced_causal = balanced;
   const ParamOptions popt{dt, Device::cpu()};
   LanguageModel ref(cfg, popt);
   ParallelLanguageModel par(cfg, ParallelGroups::of(grid), po, popt);
@@ -126,7 +128,7 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   EXPECT_LT(res.losses, dt == DType::F64 ? tol : kTolAfterUpdate) << name << " (AdamW steps 1-4)";
   if (world()->rank() == 0)
     std::cout << "[layout] " << name << " " << dtype_name(dt) << " dp" << dp << " tp" << tp << " sp" << sp
-              << (chain ? " chain" : "") << ": logits " << res.logits << " loss " << res.loss0
+              << (chain ? " chain" : "") << (balanced ? " balanced" : "") << ": logits " << res.logits << " loss " << res.loss0
               << " grads " << res.grads << (res.grad_note.empty() ? "" : " (" + res.grad_note + ")")
               << " losses(steps 1-4) " << res.losses << "\n";
   return res;
@@ -210,6 +212,16 @@ TEST(Mpi2RanksExtraMixers, LinearAnd2MambaDt) {
     run_layout(m, 1, 1, 2);
     run_layout(m, 1, 1, 2, true);
   }
+}
+// The load-balanced causal split of softmax (chunks r and 2 sp - 1 - r), with tp and dp too.
+TEST(Mpi2RanksExtraMixers, SoftmaxBalancedSp2) {
+  run_layout("softmax", 1, 1, 2, false, nullptr, DType::F32, true);
+  run_layout("softmax", 1, 1, 2, false, nullptr, DType::F64, true);
+}
+TEST(Mpi4Ranks, SoftmaxBalancedSp4AndTp2Sp2) {
+  run_layout("softmax", 1, 1, 4, false, nullptr, DType::F32, true);
+  run_layout("softmax", 1, 2, 2, false, nullptr, DType::F32, true);
+  run_layout("softmax", 2, 1, 2, false, nullptr, DType::F32, true);
 }
 TEST(Mpi2RanksExtraMixers, Mamba1) {
   run_layout("mamba1", 1, 1, 2);
