@@ -4,6 +4,7 @@
 # then `coil bench train` and bench/train_torch.py on the paper's small config at each shape.
 #   bash bench/train_gpu.sh                                  # softmax at N=2048 B=8 and N=8192 B=2
 #   MODELS="softmax 2mamba" SHAPES="8x2048" TORCH_MODES="eager compile" bash bench/train_gpu.sh
+# TORCH_MODELS (default "softmax 2mamba") picks the models that also run in PyTorch.
 # Linear mixers run the form FORM (default quadratic: the fused LinAttn op).
 # Rows are also appended as JSON lines to $JSON (default $BUILD_DIR/train_bench.jsonl).
 set -uo pipefail
@@ -39,7 +40,8 @@ for shape in $SHAPES; do
     out=$("$BUILD_DIR/launch/coil" bench train --config "configs/models/$m-small.yaml" --batch "$B" \
           --seq "$T" --steps "$STEPS" --json "$JSON" "${form[@]}" 2>&1) || true
     rows+=("coil  $(echo "$out" | tail -n 1)")
-    torch_model=$m; [ "$m" = 2mamba ] || [ "$m" = softmax ] || torch_model=""
+    torch_model=""
+    for t in ${TORCH_MODELS:-softmax 2mamba}; do [ "$t" = "$m" ] && torch_model=$m; done
     if [ -n "$torch_model" ] && python3 -c "import torch" 2>/dev/null; then
       tout=$(python3 bench/train_torch.py --model "$torch_model" --mode $TORCH_MODES --batch "$B" \
              --seq "$T" --steps "$STEPS" --json "$JSON" 2>&1) || true

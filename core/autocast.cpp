@@ -74,6 +74,11 @@ Tensor autocast_lower(const Tensor& t) {
   return cast_cached(t, tls.lower);
 }
 
+Tensor autocast_like(const Tensor& t, const Tensor& ref) {
+  if (!tls.enabled || !ref.defined() || ref.dtype() != tls.lower) return t;
+  return autocast_lower(t);
+}
+
 Tensor autocast_f32(const Tensor& t) {
   if (!tls.enabled || !t.defined() || t.dtype() != tls.lower) return t;
   return t.to(DType::F32);

@@ -15,6 +15,7 @@
 #include "launch/bench_commands.h"
 #include "launch/cli_args.h"
 #include "launch/data_commands.h"
+#include "launch/eval_commands.h"
 #include "launch/train_commands.h"
 #include "trainer/demo.h"
 #include "trainer/model_info.h"
@@ -32,6 +33,7 @@ const char* kUsage =
     "  model info       parameter count and decode-state memory of a model config\n"
     "  train            train a model from a run config (configs/runs/*.yaml)\n"
     "  checkpoint info  step, config and tensors of an HDF5 checkpoint\n"
+    "  eval             evaluate a checkpoint (perplexity, pass-key, MQAR, lm-eval tasks); eval compare\n"
     "  bench train      time end-to-end training steps of a model config (tokens/s, MFU, memory)\n"
     "  data prepare     build the plain-English text corpus (Debian packages + npm corpora)\n"
     "  data tokenize    tokenize a corpus into token shards\n"
@@ -175,6 +177,7 @@ int run(int argc, char** argv) {
   if (cmd == "train") return coil::cli::run_train_command(args);
   if (cmd == "checkpoint") return coil::cli::run_checkpoint_command(args);
   if (cmd == "bench") return coil::cli::run_bench_command(args);
+  if (cmd == "eval") return coil::eval_command(args, std::cout, std::cerr);
   if (cmd == "data") return coil::cli::run_data_command(args);
   if (cmd == "tokenizer") return coil::cli::run_tokenizer_command(args);
   throw UsageError("unknown command '" + cmd + "'");

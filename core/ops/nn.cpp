@@ -8,8 +8,10 @@
 namespace coil {
 using namespace detail;
 
-Tensor embedding(const Tensor& table, const Tensor& ids) {
-  check_floating("embedding", table, "table");
+Tensor embedding(const Tensor& table_in, const Tensor& ids) {
+  check_floating("embedding", table_in, "table");
+  // Under autocast the residual stream starts in bf16 (the table's cast is cached per guard).
+  Tensor table = autocast_lower(table_in);
   check_defined("embedding", ids, "ids");
   COIL_CHECK(table.dim() == 2, "embedding: table must be (V, C), got ", shape_str(table.shape()));
   COIL_CHECK(ids.dtype() == DType::I32, "embedding: ids must be i32, got ", ids.describe());
@@ -35,7 +37,7 @@ Tensor embedding(const Tensor& table, const Tensor& ids) {
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
   check_floating("rms_norm", x_in, "input");
-  Tensor x = x_in, w = w_in;
+  Tensor x = x_in, w = autocast_like(w_in, x_in);  // bf16 in, bf16 out (fp32 statistics)
   autocast_promote({&x, &w});
   check_same("rms_norm", x, "input", w, "weight");
   COIL_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "rms_norm: weight ",
@@ -200,7 +202,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 
 Tensor conv1d_causal(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in) {
   check_floating("conv1d_causal", x_in, "input");
-  Tensor x = x_in, w = w_in, b = b_in;
+  Tensor x = x_in, w = autocast_like(w_in, x_in), b = autocast_like(b_in, x_in);
   autocast_promote({&x, &w, &b});
   check_same("conv1d_causal", x, "input", w, "weight");
   check_same("conv1d_causal", x, "input", b, "bias");

@@ -59,6 +59,9 @@ using Grads = std::vector<Tensor>;
 // --- autocast (core/autocast.h): each returns its input unchanged when no guard is enabled ----------
 // f32 -> the guard's lower precision (bf16); parameters are cast once per guard.
 Tensor autocast_lower(const Tensor& t);
+// f32 t -> the lower precision when ref is in the lower precision (a norm's or conv's weight follows
+// its input, so a bf16 activation stays bf16).
+Tensor autocast_like(const Tensor& t, const Tensor& ref);
 // lower precision -> f32.
 Tensor autocast_f32(const Tensor& t);
 // When the tensors mix f32 and the lower precision, the lower ones are cast to f32 (in place in the
