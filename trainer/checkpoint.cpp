@@ -359,11 +359,25 @@ void fsync_path(const std::string& path, bool directory) {
 
 void write_checkpoint(const std::string& path, const Module& model, const AdamW& opt,
                       const CheckpointMeta& meta, const CheckpointWriteHooks& hooks) {
+  CheckpointTensors t;
+  t.params = model.named_parameters();
+  for (const auto& [name, s] : optimizer_states(model, opt, t.params)) t.optim[name] = *s;
+  t.step_count = opt.step_count();
+  write_checkpoint(path, t, meta, hooks);
+}
+
+void write_checkpoint(const std::string& path, const CheckpointTensors& tensors,
+                      const CheckpointMeta& meta, const CheckpointWriteHooks& hooks) {
   quiet_hdf5();
   const std::string tmp = path + ".tmp";
   const H5 h5{tmp};
-  const NamedTensors params = model.named_parameters();
-  const auto states = optimizer_states(model, opt, params);
+  const NamedTensors& params = tensors.params;
+  std::vector<std::pair<std::string, const AdamWParamState*>> states;
+  for (const auto& [name, p] : params) {
+    auto it = tensors.optim.find(name);
+    COIL_CHECK(it != tensors.optim.end(), "checkpoint: parameter '", name, "' has no optimizer state");
+    states.push_back({name, &it->second});
+  }
   try {
     Handle f(
         h5.check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "H5Fcreate", tmp),
@@ -383,7 +397,7 @@ void write_checkpoint(const std::string& path, const Module& model, const AdamW&
     }
     {
       Handle g = h5.group(root, "optim");
-      h5.attr_int(g.get(), "step_count", opt.step_count());
+      h5.attr_int(g.get(), "step_count", tensors.step_count);
       Handle gm = h5.group(g.get(), "m"), gv = h5.group(g.get(), "v");
       for (const auto& [name, s] : states) {
         Handle d = h5.tensor(gm.get(), name, s->m);

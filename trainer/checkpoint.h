@@ -47,8 +47,19 @@ struct CheckpointWriteHooks {
   std::function<void(const std::string& tmp_path)> before_rename;  // tests: crash mid-write
 };
 
+// The tensors of a checkpoint: full global parameters (registration order) and each one's AdamW
+// state by parameter name. A sharded run gathers these from its ranks (trainer/train_parallel.h).
+struct CheckpointTensors {
+  NamedTensors params;
+  std::map<std::string, AdamWParamState> optim;  // m, v (shaped like the parameter) and its step
+  int64_t step_count = 0;                        // optimizer steps
+};
+
 // Writes model + optimizer + meta to `path` atomically. Every model parameter must be in `opt`.
 void write_checkpoint(const std::string& path, const Module& model, const AdamW& opt,
+                      const CheckpointMeta& meta, const CheckpointWriteHooks& hooks = {});
+// The same from tensors by name (every parameter must have its optim entry).
+void write_checkpoint(const std::string& path, const CheckpointTensors& tensors,
                       const CheckpointMeta& meta, const CheckpointWriteHooks& hooks = {});
 
 // Validates the file (format version, model config equal to `expected_model_yaml` when not empty,

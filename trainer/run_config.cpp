@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "parallel/sharded_model.h"
 #include "trainer/model_yaml.h"
 #include "trainer/yaml_fields.h"
 
@@ -236,13 +237,20 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                  "data.kind shards needs data.dir (the 'coil data tokenize --out' directory) unless "
                  "data.train and data.eval are globs of shard files");
   }
-  // tp and sp shard the model and the sequence: the trainer builds replicas only (dp), so they are
-  // refused here until parallel/ provides their layers (trainer/train_parallel.h is where they go).
-  if (c.parallel.tp != 1 || c.parallel.sp != 1)
-    yaml::fail(file, node("parallel"), "parallel",
-               "tensor and sequence parallel training are not wired into the trainer yet; use "
-               "tp: 1 and sp: 1 (dp may be the mpirun world size), got tp=" +
-                   std::to_string(c.parallel.tp) + ", sp=" + std::to_string(c.parallel.sp));
+  // tp and sp shard the model (parallel/sharded_model.h): heads, vocab and MLP width must split
+  // over tp, the sequence over sp, the mixer must support the layout. The world size is checked
+  // when training starts (trainer/train_parallel.h check_grid).
+  if (c.parallel.tp * c.parallel.sp > 1) {
+    GridShape g;
+    g.dp = int(c.parallel.dp);
+    g.tp = int(c.parallel.tp);
+    g.sp = int(c.parallel.sp);
+    try {
+      validate_parallel_layout(c.model, g, g.world_size(), c.train.seq_len, c.train.batch_size);
+    } catch (const Error& e) {
+      yaml::fail(file, node("parallel"), "parallel", e.message());
+    }
+  }
   if (c.train.batch_size % c.parallel.dp != 0)
     yaml::fail(file, node("train"), "train.batch_size",
                "the global micro-batch " + std::to_string(c.train.batch_size) +

@@ -16,7 +16,6 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "trainer/adamw.h"
-#include "trainer/clip.h"
 #include "trainer/metrics.h"
 #include "trainer/schedule.h"
 #include "trainer/shard_source.h"
@@ -46,14 +45,14 @@ Device run_device(const RunConfig& c) {
 
 // The same held-out batches every time; each rank its slice, averaged to the global mean.
 // Under bf16 the held-out forward runs with the same autocast as training.
-double held_out_loss(const LanguageModel& model, BatchSource& src, const SourceState& start,
-                     int64_t batches, Device device, TrainParallel& par, bool bf16) {
+double held_out_loss(BatchSource& src, const SourceState& start, int64_t batches, Device device,
+                     TrainParallel& par, bool bf16) {
   NoGradGuard no_grad;
   AutocastGuard autocast(bf16);
   src.restore(start);
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i)
-    sum += par.micro_loss(model, src.next_batch(), device, 1.0, true).item();
+    sum += par.micro_loss(src.next_batch(), device, 1.0, true).item();
   return par.mean_over_dp(sum) / double(batches);
 }
 
@@ -80,12 +79,15 @@ std::unique_ptr<AdamW> make_optimizer(const RunConfig& c, const Module& model) {
 }
 
 std::unique_ptr<BatchSource> make_train_source(const RunConfig& c, int dp_rank, int dp_size) {
+  // A sharded model takes its (B/dp, T/sp) block of the whole micro-batch itself.
+  if (sharded_layout(c)) dp_rank = 0, dp_size = 1;
   if (c.data.kind == "shards") return make_shard_source(c, "train", dp_rank, dp_size);
   return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
                                            c.data.period, c.data.seed, dp_rank, dp_size);
 }
 
 std::unique_ptr<BatchSource> make_eval_source(const RunConfig& c, int dp_rank, int dp_size) {
+  if (sharded_layout(c)) dp_rank = 0, dp_size = 1;
   if (c.data.kind == "shards") {
     if (c.data.eval.empty()) return nullptr;
     return make_shard_source(c, "eval", dp_rank, dp_size);
@@ -106,7 +108,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
 
   // Setup, on every rank without communication; then all ranks go on or fail together.
   Device device = Device::cpu();
-  std::unique_ptr<LanguageModel> model_ptr;
+  Module* model_ptr = nullptr;
   std::unique_ptr<AdamW> optimizer_ptr;
   const LRSchedule schedule = cfg.lr_schedule();
   Generator rng(cfg.train.seed);  // nothing draws from it yet (no dropout); saved for exact resume
@@ -117,7 +119,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   std::exception_ptr setup_error;
   try {
     device = run_device(cfg);
-    model_ptr = par.build_model(ParamOptions{DType::F32, device});
+    model_ptr = &par.build_model(ParamOptions{DType::F32, device});
     optimizer_ptr = make_optimizer(cfg, *model_ptr);
     std::string resume_path = opt.resume;
     if (resume_path == "auto") {
@@ -135,8 +137,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
                  "): resume with --resume auto, or choose another checkpoint.dir");
     }
     if (!resume_path.empty()) {
-      // Every rank reads the full tensors (dp replicas); tp/sp would scatter them here.
-      const CheckpointMeta meta = read_checkpoint(resume_path, *model_ptr, *optimizer_ptr, model_yaml);
+      // Every rank reads the full tensors and keeps its part (the whole of them for dp replicas).
+      const CheckpointMeta meta = par.read_checkpoint(resume_path, *optimizer_ptr, model_yaml);
       step = meta.step;
       tokens = meta.tokens;
       skipped = meta.skipped_steps;
@@ -158,23 +160,24 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   }
   fail_together(par.world(), setup_error);
   par.same_on_all_ranks(step, "the step to resume from");
-  LanguageModel& model = *model_ptr;
+  (void)model_ptr;
   AdamW& optimizer = *optimizer_ptr;
-  par.start(model);
+  par.start();
   result.start_step = step;
 
   const int64_t steps = cfg.train.steps;
   // train.batch_size is the global micro-batch: tokens count every dp rank's rows.
   const int64_t tokens_per_step = cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum;
-  const int64_t nparams = model.num_parameters();
+  const int64_t nparams = par.num_parameters();
   const double flops_per_token = train_flops_per_token(cfg.model, nparams, cfg.train.seq_len);
   if (out) {
     std::snprintf(line, sizeof line,
                   "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step "
-                  "over %d dp rank(s), steps %lld..%lld, data %s\n",
+                  "over %d dp x %lld tp x %lld sp rank(s), steps %lld..%lld, data %s\n",
                   cfg.name.c_str(), cfg.model.mixer.c_str(), (long long)nparams,
                   (long long)cfg.train.batch_size, (long long)cfg.train.seq_len,
-                  (long long)cfg.train.grad_accum, par.dp_size(), (long long)step, (long long)steps,
+                  (long long)cfg.train.grad_accum, par.dp_size(), (long long)cfg.parallel.tp,
+                  (long long)cfg.parallel.sp, (long long)step, (long long)steps,
                   train_src.describe().c_str());
     *out << line << std::flush;
   }
@@ -182,7 +185,9 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   auto save = [&](int64_t at) {
     const std::string path = checkpoint_path(cfg.checkpoint.dir, at);
     std::exception_ptr error;
-    if (par.writer()) {  // replicas hold full tensors: rank 0's are the checkpoint
+    // Collective: every rank takes part in gathering the full tensors (dp replicas: their own).
+    const CheckpointTensors tensors = par.full_tensors(optimizer);
+    if (par.writer()) {
       try {
         std::filesystem::create_directories(cfg.checkpoint.dir);
         CheckpointMeta meta;
@@ -196,7 +201,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
         meta.rng["trainer"] = {rng.seed(), rng.offset()};
         meta.sources["train"] = train_src.state();
         if (eval_src) meta.sources["eval"] = eval_start;
-        write_checkpoint(path, model, optimizer, meta, opt.hooks.checkpoint);
+        write_checkpoint(path, tensors, meta, opt.hooks.checkpoint);
         prune_checkpoints(cfg.checkpoint.dir, cfg.checkpoint.keep_last);
         if (out) *out << "checkpoint " << path << "\n" << std::flush;
       } catch (...) {
@@ -207,7 +212,6 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     result.last_checkpoint = path;
   };
 
-  const std::vector<Tensor> params = model.parameters();
   const auto run_start = Clock::now();
   auto window_start = run_start;
   int64_t window_tokens = 0;
@@ -228,14 +232,14 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
       Tensor loss;
       {
         AutocastGuard autocast(bf16);
-        loss = par.micro_loss(model, b, device, micro_scale, micro + 1 == cfg.train.grad_accum);
+        loss = par.micro_loss(b, device, micro_scale, micro + 1 == cfg.train.grad_accum);
       }
       loss.backward();
       loss_sum += loss.item();
     }
     par.finish_grads();
     const double loss_value = par.mean_over_dp(loss_sum);  // the mean over the micro-batches
-    const double norm = clip_grad_norm(params, cfg.optim.clip);
+    const double norm = par.clip_grad_norm(cfg.optim.clip);
     StepRecord rec{step + 1, loss_value, lr, norm, false};
     if (!std::isfinite(loss_value) || !std::isfinite(norm)) {
       rec.skipped = true;
@@ -250,7 +254,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     tokens += tokens_per_step;
     window_tokens += tokens_per_step;
     result.steps.push_back(rec);
-    if (opt.hooks.after_step) opt.hooks.after_step(step, model);
+    if (opt.hooks.after_step) opt.hooks.after_step(step, par.local_model());
 
     const bool last = step == steps;
     const bool stop_nan = bad_in_a_row >= cfg.train.nan_tolerance;
@@ -259,7 +263,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
         eval_src && cfg.train.eval_every > 0 && (step % cfg.train.eval_every == 0 || last);
     if (do_eval) {
       eval_loss =
-          held_out_loss(model, *eval_src, eval_start, cfg.train.eval_batches, device, par, bf16);
+          held_out_loss(*eval_src, eval_start, cfg.train.eval_batches, device, par, bf16);
       result.eval_losses.push_back({step, eval_loss});
     }
     const bool do_log = cfg.train.log_every > 0 &&

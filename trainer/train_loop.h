@@ -2,12 +2,12 @@
 // clipping, AdamW, non-finite detection (a step whose loss or grad norm is NaN/Inf is skipped and
 // counted; nan_tolerance of them in a row stop the run with a checkpoint), held-out loss from a
 // second BatchSource (the same batches every time), progress lines, JSONL metrics and HDF5
-// checkpoints every K steps and at the end. Under mpirun each dp rank trains on its slice of the
-// global batch and gradients are averaged (trainer/train_parallel.h: the one place that knows the
-// grid); world rank 0 prints, writes metrics and checkpoints. Resume restores parameters, moments,
-// per-parameter and global step counts, the trainer RNG and the batch sources' positions: the
-// continued run is bit-identical to an uninterrupted one (on any dp layout: equal up to the
-// reassociation of the gradient average).
+// checkpoints every K steps and at the end. Under mpirun the model is replicated over dp or sharded
+// over dp x tp x sp (trainer/train_parallel.h: the one place that knows the grid); world rank 0
+// prints, writes metrics and checkpoints (full global tensors). Resume restores parameters,
+// moments, per-parameter and global step counts, the trainer RNG and the batch sources' positions:
+// the continued run is bit-identical to an uninterrupted one (on another layout: equal up to the
+// reassociation of the reductions).
 #pragma once
 
 #include <cstdint>
@@ -59,7 +59,8 @@ struct TrainResult {
 };
 
 // eval_source may be null (no held-out loss). The sources must be this rank's slices (dp_rank of
-// parallel.dp, the world rank while tp = sp = 1).
+// parallel.dp, the world rank while tp = sp = 1), or with tp or sp > 1 the whole global batch on
+// every rank (make_*_source do both).
 TrainResult train(const RunConfig& config, BatchSource& train_source, BatchSource* eval_source,
                   const TrainOptions& options);
 
@@ -69,7 +70,8 @@ TrainResult train(const RunConfig& config, BatchSource& train_source, BatchSourc
 std::unique_ptr<AdamW> make_optimizer(const RunConfig& config, const Module& model);
 
 // The sources a config's data section describes (synthetic, or token shards through
-// trainer/shard_source.h), sliced for dp rank dp_rank of dp_size. make_eval_source returns null
+// trainer/shard_source.h), sliced for dp rank dp_rank of dp_size (with tp or sp > 1 the arguments
+// are ignored: every rank gets the whole global batch, see train()). make_eval_source returns null
 // when the config has no held-out stream (shards with data.eval "").
 std::unique_ptr<BatchSource> make_train_source(const RunConfig& config, int dp_rank = 0,
                                                int dp_size = 1);

@@ -1,11 +1,17 @@
-// The trainer's side of the process grid (dp only for now): replicas, scaled micro-batch losses,
-// bucketed gradient averaging and the setup agreement.
+// The trainer's side of the process grid: replicas or sharded models, micro-batch losses, gradient
+// sync and clipping, the setup agreement and full-tensor checkpoints.
 #include "trainer/train_parallel.h"
 
+#include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops.h"
+#include "parallel/state_shards.h"
+#include "trainer/clip.h"
+#include "trainer/train_loop.h"
 
 namespace coil {
 
@@ -34,37 +40,143 @@ void fail_together(Communicator& world, std::exception_ptr error) {
   }
 }
 
+namespace {
+
+GridShape grid_shape(const RunConfig& c) {
+  GridShape g;
+  g.dp = int(c.parallel.dp);
+  g.tp = int(c.parallel.tp);
+  g.sp = int(c.parallel.sp);
+  return g;
+}
+
+// The optimizer state of each parameter of `model`, by name (matched by identity).
+std::map<std::string, AdamWParamState*> states_by_name(const Module& model, const AdamW& opt) {
+  std::map<std::string, AdamWParamState*> out;
+  for (const auto& [name, p] : model.named_parameters()) {
+    AdamWParamState* found = nullptr;
+    for (size_t g = 0; g < opt.num_groups() && !found; ++g)
+      for (size_t i = 0; i < opt.group(g).params.size(); ++i)
+        if (opt.group(g).params[i].same(p))
+          found = const_cast<AdamWParamState*>(&opt.state(g, i));
+    COIL_CHECK(found, "parameter '", name, "' is not in the optimizer");
+    out[name] = found;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool sharded_layout(const RunConfig& c) { return c.parallel.tp * c.parallel.sp > 1; }
+
 void check_grid(const RunConfig& c, int world_size) {
   const ParallelConfig& p = c.parallel;
   COIL_CHECK(p.dp * p.tp * p.sp == world_size, c.source, ": parallel.dp x tp x sp = ", p.dp, " x ",
              p.tp, " x ", p.sp, " = ", p.dp * p.tp * p.sp, " rank(s), but the run has ", world_size,
-             " (set --set parallel.dp=", world_size, " or start that many ranks with mpirun -np)");
-  COIL_CHECK(p.tp == 1 && p.sp == 1, c.source,
-             ": tensor and sequence parallel are not wired into the trainer yet (tp = sp = 1)");
+             " (start ", p.dp * p.tp * p.sp, " ranks with mpirun -np ", p.dp * p.tp * p.sp,
+             ", or set parallel.dp / tp / sp so that dp x tp x sp = ", world_size, ")");
+  if (!sharded_layout(c)) return;
+  try {
+    validate_parallel_layout(c.model, grid_shape(c), world_size, c.train.seq_len,
+                             c.train.batch_size);
+  } catch (const Error& e) {
+    // One line naming the file; the numbers come from the layout check.
+    COIL_FAIL(c.source, ": ", e.message(), " (parallel.dp=", p.dp, ", tp=", p.tp, ", sp=", p.sp,
+              ", train.seq_len=", c.train.seq_len, ", train.batch_size=", c.train.batch_size, ")");
+  }
 }
 
 TrainParallel::TrainParallel(const RunConfig& c, CommPtr world)
     : config_(c), world_(std::move(world)) {
   check_grid(c, world_->size());
-  // dp is the whole world while tp = sp = 1; a ProcessGrid's dp group replaces it with tp/sp.
-  dp_ = world_;
+  if (sharded_layout(c)) {
+    grid_ = std::make_unique<ProcessGrid>(world_, grid_shape(c));
+    dp_ = grid_->dp();
+  } else {
+    dp_ = world_;  // dp is the whole world while tp = sp = 1
+  }
 }
 
 TrainParallel::~TrainParallel() = default;
 
-std::unique_ptr<LanguageModel> TrainParallel::build_model(const ParamOptions& options) const {
-  return std::make_unique<LanguageModel>(config_.model, options);
+Module& TrainParallel::build_model(const ParamOptions& options) {
+  if (sharded()) {
+    sharded_ = std::make_unique<ParallelLanguageModel>(config_.model, ParallelGroups::of(*grid_),
+                                                       ParallelOptions{}, options);
+    return *sharded_;
+  }
+  replica_ = std::make_unique<LanguageModel>(config_.model, options);
+  return *replica_;
 }
 
-void TrainParallel::start(LanguageModel& model) {
+Module& TrainParallel::model() const {
+  if (sharded_) return *sharded_;
+  COIL_CHECK(replica_, "TrainParallel: build_model was not called");
+  return *replica_;
+}
+
+LanguageModel& TrainParallel::local_model() const {
+  if (sharded_) return sharded_->local();
+  COIL_CHECK(replica_, "TrainParallel: build_model was not called");
+  return *replica_;
+}
+
+int64_t TrainParallel::num_parameters() const {
+  return sharded_ ? LanguageModel::count_parameters(config_.model) : replica_->num_parameters();
+}
+
+CheckpointMeta TrainParallel::read_checkpoint(const std::string& path, AdamW& opt,
+                                              const std::string& expected_model_yaml) {
+  if (!sharded_) return coil::read_checkpoint(path, model(), opt, expected_model_yaml);
+  // The full single-rank model and optimizer take the file's tensors (with every check of a
+  // single-rank resume); this rank keeps its slices of them.
+  LanguageModel full(config_.model, ParamOptions{DType::F32, Device::cpu()});
+  std::unique_ptr<AdamW> full_opt = make_optimizer(config_, full);
+  const CheckpointMeta meta = coil::read_checkpoint(path, full, *full_opt, expected_model_yaml);
+  const auto full_states = states_by_name(full, *full_opt);
+  StateDict m, v;
+  for (const auto& [name, s] : full_states) {
+    m[name] = s->m;
+    v[name] = s->v;
+  }
+  const StateDict params = shard_full_tensors(*sharded_, full.state_dict());
+  const StateDict ms = shard_full_tensors(*sharded_, m), vs = shard_full_tensors(*sharded_, v);
+  const auto states = states_by_name(*sharded_, opt);
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : sharded_->named_parameters()) {
+    p.detach().copy_(params.at(name).to(p.device()));
+    AdamWParamState* s = states.at(name);
+    s->m.copy_(ms.at(name).to(s->m.device()));
+    s->v.copy_(vs.at(name).to(s->v.device()));
+    s->step = full_states.at(name)->step;
+  }
+  opt.set_step_count(full_opt->step_count());
+  return meta;
+}
+
+void TrainParallel::start() {
+  if (sharded_) {
+    // Ranks of one tp coordinate hold the same slices: same start, gradients summed over them.
+    const CommPtr& group = sharded_->grad_group();
+    if (group->size() == 1) return;
+    broadcast_parameters(*group, sharded_->parameters());
+    DataParallelOptions o;
+    o.average = false;  // each rank's gradient is its tokens' share of the global mean's
+    ddp_ = std::make_unique<DataParallel>(group, sharded_->parameters(), o);
+    return;
+  }
   if (dp_->size() == 1) return;
-  broadcast_parameters(*dp_, model.parameters());
-  ddp_ = std::make_unique<DataParallel>(dp_, model.parameters());
+  broadcast_parameters(*dp_, replica_->parameters());
+  ddp_ = std::make_unique<DataParallel>(dp_, replica_->parameters());
 }
 
-Tensor TrainParallel::micro_loss(const LanguageModel& model, const Batch& b, Device device,
-                                 double scale, bool last_micro) {
+Tensor TrainParallel::micro_loss(const Batch& b, Device device, double scale, bool last_micro) {
   if (ddp_) ddp_->set_sync(last_micro);
+  if (sharded_) {
+    Tensor loss = sharded_->loss(sharded_->local_batch(b.ids).to(device),
+                                 sharded_->local_batch(b.targets).to(device));
+    return scale == 1.0 ? loss : loss * scale;
+  }
   double weight = scale;
   if (dp_->size() > 1) {
     // This rank's share of the counted targets: dp * local / global makes the dp average of the
@@ -76,16 +188,54 @@ Tensor TrainParallel::micro_loss(const LanguageModel& model, const Batch& b, Dev
     const double global = reduce_values(*dp_, {local})[0];
     weight *= global > 0 ? double(dp_->size()) * local / global : 0.0;
   }
-  Tensor loss = model.loss(b.ids.to(device), b.targets.to(device));
+  Tensor loss = replica_->loss(b.ids.to(device), b.targets.to(device));
   return weight == 1.0 ? loss : loss * weight;
 }
 
 void TrainParallel::finish_grads() {
   if (ddp_) ddp_->finish();
+  if (sharded_) sharded_->finish_tp_grads();
+}
+
+double TrainParallel::clip_grad_norm(double max_norm) {
+  if (!sharded_) return coil::clip_grad_norm(replica_->parameters(), max_norm);
+  const double norm = sharded_->global_grad_norm();
+  if (max_norm <= 0 || !std::isfinite(norm) || norm <= max_norm) return norm;
+  const double c = max_norm / (norm + 1e-6);  // as trainer/clip.cpp
+  NoGradGuard no_grad;
+  for (const Tensor& p : sharded_->parameters()) {
+    Tensor g = p.grad();
+    if (g.defined()) g.copy_(coil::scale(g, c));
+  }
+  return norm;
+}
+
+CheckpointTensors TrainParallel::full_tensors(const AdamW& opt) const {
+  CheckpointTensors t;
+  t.step_count = opt.step_count();
+  const auto states = states_by_name(model(), opt);
+  if (!sharded_) {
+    t.params = replica_->named_parameters();
+    for (const auto& [name, s] : states) t.optim[name] = *s;
+    return t;
+  }
+  StateDict m, v;
+  for (const auto& [name, s] : states) {
+    m[name] = s->m;
+    v[name] = s->v;
+  }
+  // Collective over tp; the dp and sp replicas of a slice are identical, so any rank's will do.
+  const StateDict params = gather_full_parameters(*sharded_);
+  const StateDict fm = gather_full_tensors(*sharded_, m), fv = gather_full_tensors(*sharded_, v);
+  for (const auto& [name, p] : sharded_->named_parameters()) {
+    t.params.push_back({name, params.at(name)});
+    t.optim[name] = AdamWParamState{fm.at(name), fv.at(name), states.at(name)->step};
+  }
+  return t;
 }
 
 double TrainParallel::mean_over_dp(double local) {
-  if (dp_->size() == 1) return local;
+  if (sharded_ || dp_->size() == 1) return local;
   return reduce_values(*dp_, {local})[0] / double(dp_->size());
 }
 

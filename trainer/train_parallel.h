@@ -1,15 +1,21 @@
 // The one place the training loop meets the process grid. Everything that depends on how ranks
 // share the work lives here, so the loop itself reads the same on one process and under mpirun:
-//   1. model construction (build_model / start: identical replicas, gradient buckets),
-//   2. the loss of a micro-batch (micro_loss: scaled so that the dp average is the global mean),
-//   3. gradient synchronisation (finish_grads: parallel/data_parallel.h buckets over dp),
-//   4. metrics reductions (mean_over_dp) and who writes (writer(): world rank 0 prints, writes
-//      metrics and checkpoints; every rank reads a checkpoint on resume: dp replicas hold full
-//      tensors, so gathering them for a checkpoint is the identity).
-// Today the grid is dp only (tp = sp = 1; run_config refuses more). Tensor and sequence parallel
-// plug in at those four points: a tp/sp-sharded model from build_model, vocab-parallel loss and
-// sequence slices in micro_loss, the dp_sp gradient group in finish_grads, and a gather of the
-// shards to full tensors before write_checkpoint (a scatter after read_checkpoint).
+//   1. model construction (build_model / start: identical replicas or this rank's shard, gradient
+//      buckets),
+//   2. the loss of a micro-batch (micro_loss: the global mean over every rank's tokens),
+//   3. gradient synchronisation and clipping (finish_grads, clip_grad_norm),
+//   4. metrics reductions (mean_over_dp) and checkpoints: every rank reads the full tensors of a
+//      checkpoint and keeps its part (read_checkpoint); full_tensors gathers them back (collective)
+//      and world rank 0 writes, prints and writes metrics (writer()).
+// Two layouts:
+//   dp only (tp = sp = 1): every rank holds a full LanguageModel replica and 1/dp of the rows of the
+//     global micro-batch; gradients are averaged over dp in buckets (parallel/data_parallel.h).
+//   tp or sp > 1 (sharded()): a ParallelLanguageModel (parallel/sharded_model.h) over the grid of
+//     parallel.{dp, tp, sp}; every rank's BatchSource hands out the whole global micro-batch and the
+//     model takes its (B/dp, T/sp) block; the loss is the global mean on every rank; gradients are
+//     summed over the dp x sp group, Mamba-2's replicated B, C rows over tp, and the clipping norm is
+//     the sharded model's global norm. Checkpoints hold the same full tensors by the same names as a
+//     single-rank run's, so any checkpoint resumes under any layout.
 //
 // Errors under mpirun: a rank that fails alone must not leave the others waiting in a collective.
 // Setup and checkpoint writes end with fail_together (a collective), which makes every rank fail
@@ -25,7 +31,10 @@
 #include "layers/lm.h"
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
+#include "parallel/sharded_model.h"
+#include "trainer/adamw.h"
 #include "trainer/batch_source.h"
+#include "trainer/checkpoint.h"
 #include "trainer/run_config.h"
 
 namespace coil {
@@ -46,45 +55,74 @@ class SharedFailure : public Error {
 // rank (the lowest failing rank's with its own message and report() true).
 void fail_together(Communicator& world, std::exception_ptr error);
 
-// Throws naming parallel.dp when dp * tp * sp differs from the world size, or tp / sp > 1.
+// Throws "<config file>: ..." when dp * tp * sp differs from the world size or (tp or sp > 1) the
+// model, train.seq_len or train.batch_size do not split over the layout
+// (parallel/sharded_model.h validate_parallel_layout names the numbers that disagree).
 void check_grid(const RunConfig& config, int world_size);
+
+// True when the config's layout shards the model (tp or sp > 1).
+bool sharded_layout(const RunConfig& config);
 
 class TrainParallel {
  public:
-  // world: every rank of the run (a SingleCommunicator without MPI). Runs check_grid.
+  // world: every rank of the run (a SingleCommunicator without MPI). Runs check_grid and, when
+  // sharded, builds the process grid (collective).
   TrainParallel(const RunConfig& config, CommPtr world);
   TrainParallel(const TrainParallel&) = delete;
   TrainParallel& operator=(const TrainParallel&) = delete;
   ~TrainParallel();
 
+  bool sharded() const { return grid_ != nullptr; }
   int dp_rank() const { return dp_->rank(); }
   int dp_size() const { return dp_->size(); }
   bool writer() const { return world_->rank() == 0; }
   Communicator& world() { return *world_; }
 
-  // This rank's model (dp: a full replica).
-  std::unique_ptr<LanguageModel> build_model(const ParamOptions& options) const;
-  // Collective, after construction and any resume: broadcasts rank 0's parameters (replicas start
-  // identical) and sets up the gradient buckets.
-  void start(LanguageModel& model);
+  // Builds this rank's model (no communication): a full replica, or its ParallelLanguageModel
+  // shard. The returned module's parameters are what the optimizer updates (local shapes).
+  Module& build_model(const ParamOptions& options);
+  Module& model() const;
+  // The replica, or the shard's local LanguageModel (test hooks).
+  LanguageModel& local_model() const;
+  // Parameters of the full (global) model.
+  int64_t num_parameters() const;
+
+  // Every rank, no communication: reads a checkpoint of full tensors (any layout wrote it) into this
+  // rank's model and `opt` (made over model()), keeping this rank's slices. Nothing is changed when
+  // the file does not match (read_checkpoint's checks).
+  CheckpointMeta read_checkpoint(const std::string& path, AdamW& opt,
+                                 const std::string& expected_model_yaml);
+  // Collective, after construction and any resume: broadcasts the parameters over the group of
+  // ranks that hold the same ones (replicas start identical) and sets up the gradient buckets.
+  void start();
 
   // The loss of this rank's part of one micro-batch, to call backward on: the token mean over the
-  // GLOBAL micro-batch once averaged over dp (each rank's mean weighted by its share of the
-  // non-ignored targets; one small all-reduce when dp > 1), times `scale` (1/grad_accum).
-  // last_micro: this micro-batch completes the step (gradient buckets reduce during its backward).
-  Tensor micro_loss(const LanguageModel& model, const Batch& batch, Device device, double scale,
-                    bool last_micro);
-  // After the last micro-batch's backward: the dp-averaged gradients are in every .grad.
+  // GLOBAL micro-batch (dp: once averaged over dp, each rank's mean weighted by its share of the
+  // non-ignored targets; sharded: the model's global loss, identical on every rank), times `scale`
+  // (1/grad_accum). last_micro: this micro-batch completes the step (gradient buckets reduce during
+  // its backward).
+  Tensor micro_loss(const Batch& batch, Device device, double scale, bool last_micro);
+  // After the last micro-batch's backward: every .grad holds this rank's part of the gradient of
+  // the global loss.
   void finish_grads();
-  // Mean over the dp ranks of a per-rank value (micro_loss values average to the global loss).
+  // After finish_grads: the global gradient norm (the same on every rank); when max_norm > 0 and the
+  // norm exceeds it, every local gradient is scaled by max_norm / (norm + 1e-6) (trainer/clip.h).
+  double clip_grad_norm(double max_norm);
+  // The global value of a per-rank micro_loss value (dp: the mean over dp; sharded: the value).
   double mean_over_dp(double local);
   // Collective: checks that every rank passes the same value (an error naming `what` otherwise)
   // and returns it.
   int64_t same_on_all_ranks(int64_t value, const char* what);
+  // Collective: the full global parameters and AdamW state of `opt` (over model()) by name, on
+  // every rank (dp: this rank's own tensors, no copy).
+  CheckpointTensors full_tensors(const AdamW& opt) const;
 
  private:
   const RunConfig& config_;
   CommPtr world_, dp_;
+  std::unique_ptr<ProcessGrid> grid_;               // sharded only
+  std::unique_ptr<LanguageModel> replica_;          // dp only
+  std::unique_ptr<ParallelLanguageModel> sharded_;  // sharded only
   std::unique_ptr<DataParallel> ddp_;
 };
 

@@ -130,10 +130,16 @@ TEST(RunConfigTest, BadOverridesNameTheOverride) {
 }
 
 TEST(RunConfigTest, UnsupportedSettingsSayWhy) {
-  EXPECT_NE(error_of(kBase, {"parallel.tp=2"}).find("tensor and sequence parallel training are not"),
+  // tp and sp are accepted when the model and the sequence split over them; otherwise the error
+  // names the numbers that disagree.
+  EXPECT_EQ(error_of(kBase, {"parallel.tp=2"}), "(no error)");
+  EXPECT_EQ(error_of(kBase, {"parallel.sp=2"}), "(no error)");
+  EXPECT_NE(error_of(kBase, {"parallel.tp=3"}).find("parallel: parallel layout: vocab 32 does not "
+                                                    "divide by tp 3"),
             std::string::npos)
-      << error_of(kBase, {"parallel.tp=2"});
-  EXPECT_NE(error_of(kBase, {"parallel.sp=2"}).find("got tp=1, sp=2"), std::string::npos);
+      << error_of(kBase, {"parallel.tp=3"});
+  EXPECT_NE(error_of(kBase, {"parallel.sp=3"}).find("sequence length 64"), std::string::npos)
+      << error_of(kBase, {"parallel.sp=3"});
   // dp is accepted (the world size is checked when training starts); the global micro-batch must
   // split evenly over it.
   EXPECT_EQ(error_of(kBase, {"parallel.dp=2"}), "(no error)");
