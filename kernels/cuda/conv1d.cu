@@ -17,36 +17,43 @@ struct ConvShape {
 };
 
 // --- Conv1d: y[b, t, c] = bias[c] + sum_k w[c, k] x[b, t - (W-1) + k, c] ----------------------------------
-template <typename T>
-__global__ void conv1d_kernel(const T* x, const T* w, const T* bias, T* y, ConvShape s) {
+// I: the index type. 64-bit division costs tens of instructions on the GPU, so problems below 2^31
+// elements (every training shape) index in 32 bits; the launchers pick.
+template <typename T, typename I>
+__global__ void conv1d_kernel(const T* x, const T* w, const T* bias, T* y, ConvShape s64) {
   using A = compute_t<T>;
-  const int64_t total = s.B * s.T * s.C;
-  for (int64_t k = grid_index(); k < total; k += grid_stride()) {
-    const int64_t c = k % s.C, t = (k / s.C) % s.T, b = k / (s.C * s.T);
+  const I C = I(s64.C), Tn = I(s64.T), W = I(s64.W);
+  const I total = I(s64.B) * Tn * C;
+  for (I k = I(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += I(gridDim.x) * blockDim.x) {
+    const I row = k / C, c = k - row * C, t = row % Tn;
     A acc = to_compute(bias[c]);
-    for (int64_t tap = 0; tap < s.W; ++tap) {
-      const int64_t src = t - (s.W - 1) + tap;
-      if (src >= 0) acc += to_compute(w[c * s.W + tap]) * to_compute(x[(b * s.T + src) * s.C + c]);
+    for (I tap = 0; tap < W; ++tap) {
+      const I back = W - 1 - tap;  // x[row - back] when t >= back
+      if (t >= back) acc += to_compute(w[c * W + tap]) * to_compute(x[k - back * C]);
     }
     y[k] = from_compute<T>(acc);
   }
 }
 
 // --- Conv1dBackward dx: dx[b, u, c] = sum_k w[c, k] dy[b, u + (W-1) - k, c] (terms past T dropped) ------
-template <typename T>
-__global__ void conv1d_dx_kernel(const T* dy, const T* w, T* dx, ConvShape s) {
+template <typename T, typename I>
+__global__ void conv1d_dx_kernel(const T* dy, const T* w, T* dx, ConvShape s64) {
   using A = compute_t<T>;
-  const int64_t total = s.B * s.T * s.C;
-  for (int64_t k = grid_index(); k < total; k += grid_stride()) {
-    const int64_t c = k % s.C, u = (k / s.C) % s.T, b = k / (s.C * s.T);
+  const I C = I(s64.C), Tn = I(s64.T), W = I(s64.W);
+  const I total = I(s64.B) * Tn * C;
+  for (I k = I(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += I(gridDim.x) * blockDim.x) {
+    const I row = k / C, c = k - row * C, u = row % Tn;
     A acc = A(0);
-    for (int64_t tap = 0; tap < s.W; ++tap) {
-      const int64_t t = u + (s.W - 1) - tap;
-      if (t < s.T) acc += to_compute(w[c * s.W + tap]) * to_compute(dy[(b * s.T + t) * s.C + c]);
+    for (I tap = 0; tap < W; ++tap) {
+      const I ahead = W - 1 - tap;  // dy[row + ahead] when u + ahead < T
+      if (u + ahead < Tn) acc += to_compute(w[c * W + tap]) * to_compute(dy[k + ahead * C]);
     }
     dx[k] = from_compute<T>(acc);
   }
 }
+
+// Whether a (B, T, C) problem indexes in 32 bits (with room for the grid-stride step).
+bool fits_32(int64_t total) { return total < (int64_t(1) << 31) - (int64_t(1) << 26); }
 
 // --- dw[c, k] = sum_{b,t} dy[b,t,c] x[b,t-(W-1)+k,c], db[c] = sum_{b,t} dy[b,t,c] ------------------------
 constexpr int kLanes = 8;              // block lanes along the rows
@@ -137,8 +144,9 @@ void conv1d_launch(const KernelArgs& a) {
   const int64_t total = s.B * s.T * s.C;
   if (total == 0) return;
   LaunchContext ctx(a.in[0]);
-  conv1d_kernel<T><<<grid_for(total), kThreads, 0, ctx.stream>>>(a.in[0].data<T>(), a.in[1].data<T>(),
-                                                                 a.in[2].data<T>(), a.out[0].data<T>(), s);
+  auto kernel = fits_32(total) ? conv1d_kernel<T, uint32_t> : conv1d_kernel<T, int64_t>;
+  kernel<<<grid_for(total), kThreads, 0, ctx.stream>>>(a.in[0].data<T>(), a.in[1].data<T>(),
+                                                       a.in[2].data<T>(), a.out[0].data<T>(), s);
   COIL_CUDA_CHECK_LAUNCH("conv1d_kernel");
 }
 
@@ -168,8 +176,8 @@ void conv1d_backward_launch(const KernelArgs& a) {
     COIL_CUDA_CHECK(cudaMemsetAsync(db.data_ptr(), 0, size_t(db.numel()) * sizeof(T), ctx.stream));
     return;
   }
-  conv1d_dx_kernel<T><<<grid_for(rows * s.C), kThreads, 0, ctx.stream>>>(dy.data<T>(), w.data<T>(),
-                                                                         dx.data<T>(), s);
+  auto dx_kernel = fits_32(rows * s.C) ? conv1d_dx_kernel<T, uint32_t> : conv1d_dx_kernel<T, int64_t>;
+  dx_kernel<<<grid_for(rows * s.C), kThreads, 0, ctx.stream>>>(dy.data<T>(), w.data<T>(), dx.data<T>(), s);
   COIL_CUDA_CHECK_LAUNCH("conv1d_dx_kernel");
   const int64_t run_rows = std::max(kMinRunRows, ceil_div(rows, kMaxRuns));
   const int64_t G = ceil_div(rows, run_rows), tiles = ceil_div(s.C, kWarpSize);
