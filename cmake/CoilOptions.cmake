@@ -13,6 +13,14 @@ function(coil_resolve name found)
   endif()
 endfunction()
 
+# The offline bundle (launch/offline_bundle.sh): Debian packages unpacked into .bundle/ for GPU nodes,
+# which have no package access. Its usr/ prefix is searched after the system's, so a machine with
+# the packages installed uses its own.
+set(COIL_BUNDLE_DIR "${PROJECT_SOURCE_DIR}/.bundle" CACHE PATH "Unpacked offline bundle (launch/offline_bundle.sh)")
+if(EXISTS "${COIL_BUNDLE_DIR}/usr")
+  list(APPEND CMAKE_SYSTEM_PREFIX_PATH "${COIL_BUNDLE_DIR}/usr")
+endif()
+
 # CUDA
 set(_cuda_found OFF)
 if(NOT COIL_CUDA STREQUAL "OFF")
@@ -95,6 +103,21 @@ if(COIL_OPENMP)
   endif()
 endif()
 
+# CLI11 (required, header-only: the `coil` command line): libcli11-dev, or the offline bundle.
+find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp PATHS "${COIL_BUNDLE_DIR}/usr/include")
+if(NOT CLI11_INCLUDE_DIR)
+  message(FATAL_ERROR "CLI11 (CLI/CLI.hpp) not found: apt-get install libcli11-dev, or on a machine "
+                      "without package access run launch/offline_bundle.sh where apt works and copy "
+                      "its .bundle/ folder into this source tree (looked in ${COIL_BUNDLE_DIR}/usr/include)")
+endif()
+# A header outside the compiler's own paths is added for every target: launch/eval_commands.cpp is
+# also compiled into the eval tests. (-isystem /usr/include itself would break #include_next.)
+if(NOT CLI11_INCLUDE_DIR STREQUAL "/usr/include")
+  include_directories(SYSTEM "${CLI11_INCLUDE_DIR}")
+endif()
+file(STRINGS "${CLI11_INCLUDE_DIR}/CLI/Version.hpp" _cli11_version REGEX "define CLI11_VERSION \"")
+string(REGEX REPLACE ".*CLI11_VERSION \"([^\"]*)\".*" "\\1" COIL_CLI11_VERSION "${_cli11_version}")
+
 # yaml-cpp (required: every config is YAML). 0.7 (Debian 12) exports the target `yaml-cpp`, 0.8 (GPU
 # nodes) `yaml-cpp::yaml-cpp`; COIL_YAML_CPP_TARGET names whichever exists.
 find_package(yaml-cpp REQUIRED)
@@ -136,6 +159,7 @@ function(coil_print_summary)
   message(STATUS "  CBLAS (CPU gemm)  : ${COIL_HAVE_BLAS} ${CBLAS_LIBRARY}")
   message(STATUS "  OpenMP            : ${COIL_HAVE_OPENMP}")
   message(STATUS "  yaml-cpp          : found ${yaml-cpp_VERSION} (${COIL_YAML_CPP_TARGET})")
+  message(STATUS "  CLI11             : found ${COIL_CLI11_VERSION} (${CLI11_INCLUDE_DIR})")
   message(STATUS "  tests             : ${COIL_TESTS}")
   message(STATUS "")
 endfunction()

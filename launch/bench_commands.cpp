@@ -48,23 +48,6 @@ const char* kBenchUsage =
     "  --json FILE          also append the row as one JSON object to FILE\n"
     "  -h, --help           show this help\n";
 
-int usage_error(const std::string& message) {
-  std::cerr << "coil: " << message << "\n\n" << kBenchUsage;
-  return 2;
-}
-
-bool parse_int(const std::string& s, int64_t min, int64_t* out) {
-  try {
-    size_t used = 0;
-    long long v = std::stoll(s, &used);
-    if (used != s.size() || v < min) return false;
-    *out = v;
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 struct TrainBenchOptions {
   std::string config, label, json, precision = "bf16", device = "cuda", form;
   int64_t batch = 8, seq = 2048, steps = 10, warmup = 3;
@@ -164,73 +147,33 @@ int bench_train(const TrainBenchOptions& o) {
 }  // namespace
 
 int run_bench_command(const std::vector<std::string>& args) {
-  if (args.empty() || args[0] == "-h" || args[0] == "--help") {
+  // A bare `coil bench` shows the usage and fails, as a missing subcommand should.
+  if (args.empty()) {
     std::cout << kBenchUsage;
-    return args.empty() ? 2 : 0;
+    return kUsageError;
   }
-  if (args[0] != "train") return usage_error("unknown bench '" + args[0] + "' (expected: train)");
+  CLI::App app("", "coil bench");
+  set_usage(&app, kBenchUsage);
+  CLI::App* train = app.add_subcommand("train");
+  set_usage(train, kBenchUsage);
   TrainBenchOptions o;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kBenchUsage;
-      return 0;
-    }
-    if (a == "--recompute") {
-      o.recompute = true;
-      continue;
-    }
-    auto [flag, value, has_value] = split_flag(a);
-    static const char* kFlags[] = {"--config", "--batch", "--seq", "--steps", "--warmup", "--precision",
-                                   "--device", "--peak-tflops", "--label", "--json",
-                                   "--form"};
-    if (std::find_if(std::begin(kFlags), std::end(kFlags), [&](const char* f) { return flag == f; }) ==
-        std::end(kFlags))
-      return usage_error("unknown option '" + a + "' for 'coil bench train'");
-    if (!has_value) {
-      if (i + 1 >= args.size()) return usage_error("option " + flag + " expects a value");
-      value = args[++i];
-    }
-    int64_t* ints[] = {&o.batch, &o.seq, &o.steps, &o.warmup};
-    const char* int_flags[] = {"--batch", "--seq", "--steps", "--warmup"};
-    bool handled = false;
-    for (int k = 0; k < 4; ++k)
-      if (flag == int_flags[k]) {
-        if (!parse_int(value, k == 3 ? 0 : 1, ints[k]))
-          return usage_error(flag + " expects an integer >= " + (k == 3 ? "0" : "1") + ", got '" +
-                             value + "'");
-        handled = true;
-      }
-    if (handled) continue;
-    if (flag == "--config") o.config = value;
-    if (flag == "--label") o.label = value;
-    if (flag == "--json") o.json = value;
-    if (flag == "--form") {
-      if (value != "quadratic" && value != "chunked")
-        return usage_error("--form expects quadratic or chunked, got '" + value + "'");
-      o.form = value;
-    }
-    if (flag == "--precision") {
-      if (value != "bf16" && value != "fp32")
-        return usage_error("--precision expects bf16 or fp32, got '" + value + "'");
-      o.precision = value;
-    }
-    if (flag == "--device") {
-      if (value != "cuda" && value != "cpu")
-        return usage_error("--device expects cuda or cpu, got '" + value + "'");
-      o.device = value;
-    }
-    if (flag == "--peak-tflops") {
-      try {
-        o.peak_tflops = std::stod(value);
-      } catch (const std::exception&) {
-        return usage_error("--peak-tflops expects a number, got '" + value + "'");
-      }
-      if (!(o.peak_tflops > 0)) return usage_error("--peak-tflops must be > 0");
-    }
-  }
-  if (o.config.empty()) return usage_error("'coil bench train' needs --config MODEL.yaml");
-  return bench_train(o);
+  train->add_option("--config", o.config)->required();
+  train->add_option("--batch", o.batch)->check(int_at_least(1));
+  train->add_option("--seq", o.seq)->check(int_at_least(1));
+  train->add_option("--steps", o.steps)->check(int_at_least(1));
+  train->add_option("--warmup", o.warmup)->check(int_at_least(0));
+  train->add_option("--precision", o.precision)->check(one_of({"bf16", "fp32"}));
+  train->add_option("--device", o.device)->check(one_of({"cuda", "cpu"}));
+  train->add_flag("--recompute", o.recompute);
+  train->add_option("--form", o.form)->check(one_of({"quadratic", "chunked"}));
+  train->add_option("--peak-tflops", o.peak_tflops)->check(number());
+  train->add_option("--label", o.label);
+  train->add_option("--json", o.json);
+  return parse_and_run(app, args, [&] {
+    if (!train->parsed()) throw UsageError("'coil bench' expects a benchmark (train)");
+    if (!(o.peak_tflops > 0)) throw UsageError("option --peak-tflops must be > 0");
+    return bench_train(o);
+  });
 }
 
 }  // namespace coil::cli

@@ -3,11 +3,10 @@
 // tokenizer train (launch/data_commands.cpp), train and checkpoint info
 // (launch/train_commands.cpp). Usage errors
 // (unknown subcommand or flag, bad value) exit 2; a coil::Error exits 1 with "error: <message>".
-// Argument parsing is hand-rolled for now (a later change moves it to CLI11).
+// Each command parses its words with CLI11 (launch/cli_args.h).
 #include <cstdint>
-#include <cstdio>
+#include <functional>
 #include <iostream>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,7 +22,7 @@
 
 namespace {
 
-constexpr int kUsageError = 2;
+using coil::cli::kUsageError;
 
 const char* kUsage =
     "usage: coil <command> [options]\n"
@@ -71,116 +70,78 @@ const char* kModelUsage =
     "  --context N    context length of the decode-state figures (default 2048)\n"
     "  -h, --help     show this help\n";
 
-// A command-line mistake; carries the usage text of the command it belongs to.
-struct UsageError : std::runtime_error {
-  explicit UsageError(const std::string& what, const char* usage_text = kUsage)
-      : std::runtime_error(what), usage(usage_text) {}
-  const char* usage;
-};
-
-int64_t parse_int(const std::string& flag, const std::string& value, int64_t min,
-                  const char* usage = kDemoUsage) {
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != value.size())
-    throw UsageError("option " + flag + " expects an integer, got '" + value + "'", usage);
-  if (v < min)
-    throw UsageError("option " + flag + " must be >= " + std::to_string(min) + ", got " + value, usage);
-  return v;
-}
-
 int run_demo_command(const std::vector<std::string>& args) {
+  CLI::App app("", "coil demo");
+  coil::cli::set_usage(&app, kDemoUsage);
   coil::DemoOptions opt;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kDemoUsage;
-      return 0;
-    }
-    // Accept both "--flag value" and "--flag=value".
-    auto [flag, value, has_value] = coil::cli::split_flag(a);
-    if (flag != "--steps" && flag != "--seed" && flag != "--log-every" && flag != "--config")
-      throw UsageError("unknown option '" + a + "' for 'coil demo'", kDemoUsage);
-    if (!has_value) {
-      if (i + 1 >= args.size()) throw UsageError("option " + flag + " expects a value", kDemoUsage);
-      value = args[++i];
-    }
-    if (flag == "--config") opt.config_path = value;
-    if (flag == "--steps") opt.steps = parse_int(flag, value, 1);
-    if (flag == "--seed") opt.seed = uint64_t(parse_int(flag, value, 0));
-    if (flag == "--log-every") opt.log_every = parse_int(flag, value, 1);
-  }
-  coil::run_demo(opt, std::cout);
-  return 0;
+  app.add_option("--config", opt.config_path);
+  app.add_option("--steps", opt.steps)->check(coil::cli::int_at_least(1));
+  app.add_option("--seed", opt.seed)->check(coil::cli::int_at_least(0));
+  app.add_option("--log-every", opt.log_every)->check(coil::cli::int_at_least(1));
+  return coil::cli::parse_and_run(app, args, [&] {
+    coil::run_demo(opt, std::cout);
+    return 0;
+  });
 }
 
 // coil model info <config.yaml> [--context N]
 int run_model_command(const std::vector<std::string>& args) {
-  if (args.empty()) throw UsageError("'coil model' expects a subcommand (info)", kModelUsage);
-  if (args[0] == "-h" || args[0] == "--help") {
-    std::cout << kModelUsage;
-    return 0;
-  }
-  if (args[0] != "info") throw UsageError("unknown subcommand 'model " + args[0] + "'", kModelUsage);
+  CLI::App app("", "coil model");
+  coil::cli::set_usage(&app, kModelUsage);
+  CLI::App* info = app.add_subcommand("info");
+  coil::cli::set_usage(info, kModelUsage);
   std::string config_path;
   int64_t context = 2048;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kModelUsage;
-      return 0;
-    }
-    if (a == "--context" || a.rfind("--context=", 0) == 0) {
-      std::string value;
-      if (a == "--context") {
-        if (i + 1 >= args.size()) throw UsageError("option --context expects a value", kModelUsage);
-        value = args[++i];
-      } else {
-        value = a.substr(a.find('=') + 1);
-      }
-      context = parse_int("--context", value, 1, kModelUsage);
-    } else if (a.rfind("-", 0) == 0) {
-      throw UsageError("unknown option '" + a + "' for 'coil model info'", kModelUsage);
-    } else if (config_path.empty()) {
-      config_path = a;
-    } else {
-      throw UsageError("'coil model info' takes one config file, got '" + config_path + "' and '" +
-                           a + "'",
-                       kModelUsage);
-    }
-  }
-  if (config_path.empty()) throw UsageError("'coil model info' expects a config file", kModelUsage);
-  const coil::ModelConfig config = coil::load_model_config(config_path);
-  coil::print_model_info(coil::compute_model_info(config, context), config, config_path, std::cout);
-  return 0;
+  info->add_option("CONFIG", config_path)->required();
+  info->add_option("--context", context)->check(coil::cli::int_at_least(1));
+  return coil::cli::parse_and_run(app, args, [&] {
+    if (!info->parsed()) throw coil::cli::UsageError("'coil model' expects a subcommand (info)");
+    const coil::ModelConfig config = coil::load_model_config(config_path);
+    coil::print_model_info(coil::compute_model_info(config, context), config, config_path, std::cout);
+    return 0;
+  });
 }
 
+// The command word picks the command; the words after it go to that command's own parser (each
+// command keeps a vector entry point: `coil eval` is also driven that way by its tests).
 int run(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty()) {
+  using Command = std::function<int(const std::vector<std::string>&)>;
+  const std::vector<std::pair<std::string, Command>> commands{
+      {"demo", run_demo_command},
+      {"model", run_model_command},
+      {"train", coil::cli::run_train_command},
+      {"checkpoint", coil::cli::run_checkpoint_command},
+      {"bench", coil::cli::run_bench_command},
+      {"eval", [](const std::vector<std::string>& a) { return coil::eval_command(a, std::cout, std::cerr); }},
+      {"data", coil::cli::run_data_command},
+      {"tokenizer", coil::cli::run_tokenizer_command},
+  };
+  CLI::App app("", "coil");
+  coil::cli::set_usage(&app, kUsage);
+  app.allow_extras();  // an unknown command word is reported below, by name
+  // At most one command: a later word that names another command ("bench train") is the command's.
+  app.require_subcommand(0, 1);
+  CLI::App* help = app.add_subcommand("help");
+  help->set_help_flag();
+  for (const auto& [name, fn] : commands) {
+    // No options of its own: everything after the word is the command's.
+    CLI::App* sub = app.add_subcommand(name);
+    sub->prefix_command();
+    sub->set_help_flag();
+  }
+  if (argc <= 1) {
     std::cerr << kUsage;
     return kUsageError;
   }
-  const std::string cmd = args[0];
-  args.erase(args.begin());
-  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-    std::cout << kUsage;
-    return 0;
-  }
-  if (cmd == "demo") return run_demo_command(args);
-  if (cmd == "model") return run_model_command(args);
-  if (cmd == "train") return coil::cli::run_train_command(args);
-  if (cmd == "checkpoint") return coil::cli::run_checkpoint_command(args);
-  if (cmd == "bench") return coil::cli::run_bench_command(args);
-  if (cmd == "eval") return coil::eval_command(args, std::cout, std::cerr);
-  if (cmd == "data") return coil::cli::run_data_command(args);
-  if (cmd == "tokenizer") return coil::cli::run_tokenizer_command(args);
-  throw UsageError("unknown command '" + cmd + "'");
+  return coil::cli::parse_and_run(app, {argv + 1, argv + argc}, [&] {
+    if (help->parsed()) {
+      std::cout << kUsage;
+      return 0;
+    }
+    for (const auto& [name, fn] : commands)
+      if (app.got_subcommand(name)) return fn(app.get_subcommand(name)->remaining());
+    throw coil::cli::UsageError("unknown command '" + app.remaining().front() + "'");
+  }, std::cout, std::cerr, "coil: ");
 }
 
 }  // namespace
@@ -188,9 +149,6 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const UsageError& e) {
-    std::cerr << "coil: " << e.what() << "\n\n" << e.usage;
-    return kUsageError;
   } catch (const coil::Error& e) {
     std::cerr << "error: " << e.message() << "\n";
     return 1;

@@ -3,9 +3,6 @@
 
 #include <filesystem>
 #include <iostream>
-#include <map>
-#include <set>
-#include <stdexcept>
 
 #include "core/error.h"
 #include "data/corpus.h"
@@ -92,121 +89,38 @@ const char* kTokenizerUsage =
     "  --verbose            show SentencePiece's own log\n"
     "  -h, --help           show this help\n";
 
-struct Usage : std::runtime_error {
-  Usage(const std::string& what, const char* text) : std::runtime_error(what), text(text) {}
-  const char* text;
-};
-
-struct Flags {
-  std::map<std::string, std::string> values;
-  std::set<std::string> switches;
-  std::vector<std::string> positional;
-  bool help = false;
-  bool has(const std::string& f) const { return values.count(f) || switches.count(f); }
-  std::string get(const std::string& f, const std::string& dflt = "") const {
-    auto it = values.find(f);
-    return it == values.end() ? dflt : it->second;
-  }
-};
-
-// Parses "--flag value", "--flag=value" and switches; unknown flags are usage errors.
-Flags parse_flags(const std::vector<std::string>& args, size_t from, const std::set<std::string>& with_value,
-                  const std::set<std::string>& switches, const std::string& command, const char* usage,
-                  bool allow_positional = false) {
-  Flags f;
-  for (size_t i = from; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      f.help = true;
-      continue;
-    }
-    auto [flag, value, inline_value] = cli::split_flag(a);
-    if (with_value.count(flag)) {
-      if (!inline_value) {
-        if (i + 1 >= args.size()) throw Usage("option " + flag + " expects a value", usage);
-        value = args[++i];
-      }
-      f.values[flag] = value;
-    } else if (switches.count(flag) && !inline_value) {
-      f.switches.insert(flag);
-    } else if (a.rfind("-", 0) != 0 && allow_positional) {
-      f.positional.push_back(a);
-    } else {
-      throw Usage("unknown option '" + a + "' for 'coil " + command + "'", usage);
-    }
-  }
-  return f;
+void add_prepare(CLI::App* app, PrepareCorpusOptions& opt, bool& no_install) {
+  set_usage(app, kPrepareUsage);
+  app->add_option("--out", opt.out_dir)->required();
+  app->add_option("--max-mb", opt.max_mb)->check(number());
+  app->add_option("--sources", opt.sources);
+  app->add_option("--seed", opt.seed)->check(int_at_least(0));
+  app->add_option("--heldout-fraction", opt.heldout_fraction)->check(number());
+  app->add_flag("--no-install", no_install);
 }
 
-void require(const Flags& f, const std::string& flag, const std::string& command, const char* usage) {
-  if (!f.values.count(flag)) throw Usage("'coil " + command + "' needs " + flag, usage);
-}
-
-int64_t to_int(const std::string& flag, const std::string& v, int64_t min, const char* usage) {
-  size_t used = 0;
-  int64_t x = 0;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size()) throw Usage("option " + flag + " expects an integer, got '" + v + "'", usage);
-  if (x < min) throw Usage("option " + flag + " must be >= " + std::to_string(min) + ", got " + v, usage);
-  return x;
-}
-
-double to_double(const std::string& flag, const std::string& v, const char* usage) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size()) throw Usage("option " + flag + " expects a number, got '" + v + "'", usage);
-  return x;
-}
-
-int prepare(const std::vector<std::string>& args) {
-  const Flags f = parse_flags(args, 1, {"--out", "--max-mb", "--sources", "--seed", "--heldout-fraction"},
-                              {"--no-install"}, "data prepare", kPrepareUsage);
-  if (f.help) {
-    std::cout << kPrepareUsage;
-    return 0;
-  }
-  require(f, "--out", "data prepare", kPrepareUsage);
-  PrepareCorpusOptions opt;
-  opt.out_dir = f.get("--out");
-  if (f.has("--max-mb")) opt.max_mb = to_double("--max-mb", f.get("--max-mb"), kPrepareUsage);
-  if (!(opt.max_mb > 0)) throw Usage("option --max-mb must be > 0", kPrepareUsage);
-  opt.sources = f.get("--sources", opt.sources);
-  if (f.has("--seed")) opt.seed = uint64_t(to_int("--seed", f.get("--seed"), 0, kPrepareUsage));
-  if (f.has("--heldout-fraction"))
-    opt.heldout_fraction = to_double("--heldout-fraction", f.get("--heldout-fraction"), kPrepareUsage);
+int prepare(PrepareCorpusOptions opt, bool no_install) {
+  if (!(opt.max_mb > 0)) throw UsageError("option --max-mb must be > 0");
   if (!(opt.heldout_fraction >= 0 && opt.heldout_fraction < 1))
-    throw Usage("option --heldout-fraction must be in [0, 1)", kPrepareUsage);
-  opt.install = !f.has("--no-install");
+    throw UsageError("option --heldout-fraction must be in [0, 1)");
+  opt.install = !no_install;
   const int status = prepare_corpus(opt);
   COIL_CHECK(status == 0, "corpus preparation into '", opt.out_dir, "' failed (exit status ", status,
              "; see the messages above)");
   return 0;
 }
 
-int tokenize(const std::vector<std::string>& args) {
-  const Flags f = parse_flags(args, 1, {"--corpus", "--tokenizer", "--out", "--shard-tokens", "--threads"}, {},
-                              "data tokenize", kTokenizeUsage);
-  if (f.help) {
-    std::cout << kTokenizeUsage;
-    return 0;
-  }
-  for (const char* r : {"--corpus", "--tokenizer", "--out"}) require(f, r, "data tokenize", kTokenizeUsage);
-  TokenizeOptions opt;
-  opt.corpus_dir = f.get("--corpus");
-  opt.out_dir = f.get("--out");
-  if (f.has("--shard-tokens"))
-    opt.shard_tokens = uint64_t(to_int("--shard-tokens", f.get("--shard-tokens"), 1, kTokenizeUsage));
-  if (f.has("--threads")) opt.threads = int(to_int("--threads", f.get("--threads"), 1, kTokenizeUsage));
-  const auto tok = load_tokenizer(f.get("--tokenizer"));
+void add_tokenize(CLI::App* app, TokenizeOptions& opt, std::string& tokenizer) {
+  set_usage(app, kTokenizeUsage);
+  app->add_option("--corpus", opt.corpus_dir)->required();
+  app->add_option("--tokenizer", tokenizer)->required();
+  app->add_option("--out", opt.out_dir)->required();
+  app->add_option("--shard-tokens", opt.shard_tokens)->check(int_at_least(1));
+  app->add_option("--threads", opt.threads)->check(int_at_least(1));
+}
+
+int tokenize(const TokenizeOptions& opt, const std::string& tokenizer) {
+  const auto tok = load_tokenizer(tokenizer);
   std::cout << "tokenizer: " << tok->id() << " (vocab " << tok->vocab_size() << ", BOS " << tok->bos_id()
             << ", EOS " << tok->eos_id() << ", PAD " << tok->pad_id() << ")\n";
   tokenize_corpus(*tok, opt, std::cout);
@@ -221,14 +135,8 @@ void print_shard(const std::string& path) {
             << " PAD " << h.pad_id << ", " << h.num_tokens << " tokens, " << h.num_docs << " documents\n";
 }
 
-int info(const std::vector<std::string>& args) {
-  const Flags f = parse_flags(args, 1, {}, {}, "data info", kInfoUsage, true);
-  if (f.help) {
-    std::cout << kInfoUsage;
-    return 0;
-  }
-  if (f.positional.empty()) throw Usage("'coil data info' expects a shard file or directory", kInfoUsage);
-  for (const auto& p : f.positional) {
+int info(const std::vector<std::string>& paths) {
+  for (const auto& p : paths) {
     if (!fs::is_directory(p)) {
       print_shard(p);
       continue;
@@ -246,72 +154,61 @@ int info(const std::vector<std::string>& args) {
   return 0;
 }
 
-int tokenizer_train(const std::vector<std::string>& args) {
-  const Flags f = parse_flags(args, 1, {"--corpus", "--out", "--vocab", "--max-sentences", "--threads", "--seed"},
-                              {"--verbose"}, "tokenizer train", kTokenizerUsage);
-  if (f.help) {
-    std::cout << kTokenizerUsage;
-    return 0;
-  }
-  require(f, "--corpus", "tokenizer train", kTokenizerUsage);
-  require(f, "--out", "tokenizer train", kTokenizerUsage);
-  SentencePieceTrainOptions opt;
-  opt.corpus_dir = f.get("--corpus");
-  opt.out_prefix = f.get("--out");
+void add_tokenizer_train(CLI::App* app, SentencePieceTrainOptions& opt) {
+  set_usage(app, kTokenizerUsage);
+  app->add_option("--corpus", opt.corpus_dir)->required();
+  app->add_option("--out", opt.out_prefix)->required();
+  app->add_option("--vocab", opt.vocab_size)->check(int_at_least(264));
+  app->add_option("--max-sentences", opt.max_sentences)->check(int_at_least(1));
+  app->add_option("--threads", opt.threads)->check(int_at_least(1));
+  app->add_option("--seed", opt.seed)->check(int_at_least(0));
+  app->add_flag("--verbose", opt.verbose);
+}
+
+int tokenizer_train(SentencePieceTrainOptions opt) {
   if (opt.out_prefix.size() > 6 && opt.out_prefix.ends_with(".model"))
     opt.out_prefix.resize(opt.out_prefix.size() - 6);
-  if (f.has("--vocab")) opt.vocab_size = int(to_int("--vocab", f.get("--vocab"), 264, kTokenizerUsage));
-  if (f.has("--max-sentences"))
-    opt.max_sentences = to_int("--max-sentences", f.get("--max-sentences"), 1, kTokenizerUsage);
-  if (f.has("--threads")) opt.threads = int(to_int("--threads", f.get("--threads"), 1, kTokenizerUsage));
-  if (f.has("--seed")) opt.seed = uint64_t(to_int("--seed", f.get("--seed"), 0, kTokenizerUsage));
-  opt.verbose = f.has("--verbose");
   const std::string model = train_sentencepiece(opt, std::cout);
   const auto tok = load_tokenizer(model);
   std::cout << "tokenizer: wrote " << model << " (" << tok->id() << ")\n";
   return 0;
 }
 
-int guarded(int (*fn)(const std::vector<std::string>&), const std::vector<std::string>& args) {
-  try {
-    return fn(args);
-  } catch (const Usage& u) {
-    std::cerr << "coil: " << u.what() << "\n\n" << u.text;
-    return 2;
-  }
-}
-
 }  // namespace
 
 int run_data_command(const std::vector<std::string>& args) {
-  if (args.empty()) {
-    std::cerr << "coil: 'coil data' expects a subcommand\n\n" << kDataUsage;
-    return 2;
-  }
-  const std::string& sub = args[0];
-  if (sub == "-h" || sub == "--help") {
-    std::cout << kDataUsage;
-    return 0;
-  }
-  if (sub == "prepare") return guarded(prepare, args);
-  if (sub == "tokenize") return guarded(tokenize, args);
-  if (sub == "info") return guarded(info, args);
-  std::cerr << "coil: unknown subcommand 'data " << sub << "'\n\n" << kDataUsage;
-  return 2;
+  CLI::App app("", "coil data");
+  set_usage(&app, kDataUsage);
+  PrepareCorpusOptions prepare_opt;
+  bool no_install = false;
+  CLI::App* prepare_cmd = app.add_subcommand("prepare");
+  add_prepare(prepare_cmd, prepare_opt, no_install);
+  TokenizeOptions tokenize_opt;
+  std::string tokenizer;
+  CLI::App* tokenize_cmd = app.add_subcommand("tokenize");
+  add_tokenize(tokenize_cmd, tokenize_opt, tokenizer);
+  std::vector<std::string> paths;
+  CLI::App* info_cmd = app.add_subcommand("info");
+  set_usage(info_cmd, kInfoUsage);
+  info_cmd->add_option("PATH", paths)->required();
+  return parse_and_run(app, args, [&] {
+    if (prepare_cmd->parsed()) return prepare(prepare_opt, no_install);
+    if (tokenize_cmd->parsed()) return tokenize(tokenize_opt, tokenizer);
+    if (info_cmd->parsed()) return info(paths);
+    throw UsageError("'coil data' expects a subcommand (prepare, tokenize or info)");
+  });
 }
 
 int run_tokenizer_command(const std::vector<std::string>& args) {
-  if (args.empty()) {
-    std::cerr << "coil: 'coil tokenizer' expects a subcommand (train)\n\n" << kTokenizerUsage;
-    return 2;
-  }
-  if (args[0] == "-h" || args[0] == "--help") {
-    std::cout << kTokenizerUsage;
-    return 0;
-  }
-  if (args[0] == "train") return guarded(tokenizer_train, args);
-  std::cerr << "coil: unknown subcommand 'tokenizer " << args[0] << "'\n\n" << kTokenizerUsage;
-  return 2;
+  CLI::App app("", "coil tokenizer");
+  set_usage(&app, kTokenizerUsage);
+  SentencePieceTrainOptions opt;
+  CLI::App* train_cmd = app.add_subcommand("train");
+  add_tokenizer_train(train_cmd, opt);
+  return parse_and_run(app, args, [&] {
+    if (!train_cmd->parsed()) throw UsageError("'coil tokenizer' expects a subcommand (train)");
+    return tokenizer_train(opt);
+  });
 }
 
 }  // namespace coil::cli

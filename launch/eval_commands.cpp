@@ -25,7 +25,7 @@
 namespace coil {
 namespace {
 
-constexpr int kUsageError = 2;
+using cli::UsageError;
 
 const char* kEvalUsage =
     "usage: coil eval --checkpoint PATH --tasks LIST [--out results.json] [options]\n"
@@ -65,10 +65,6 @@ const char* kEvalUsage =
     "  --decode-tokens N       new tokens per decode measurement (default 64)\n"
     "  --prefill-chunk N       prompt tokens per prefill call (default 1024)\n"
     "  -h, --help              show this help\n";
-
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 int64_t parse_int(const std::string& flag, const std::string& v, int64_t min) {
   size_t used = 0;
@@ -127,27 +123,8 @@ CommPtr world_communicator() {
 #endif
 }
 
-int run_compare(const std::vector<std::string>& args, std::ostream& out) {
-  std::vector<std::string> files, labels;
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto [flag, value, has_value] = cli::split_flag(args[i]);
-    if (flag == "-h" || flag == "--help") {
-      out << kEvalUsage;
-      return 0;
-    }
-    if (flag == "--labels") {
-      if (!has_value) {
-        if (i + 1 >= args.size()) throw UsageError("option --labels expects a value");
-        value = args[++i];
-      }
-      labels = split_commas(value);
-    } else if (flag.rfind("--", 0) == 0) {
-      throw UsageError("unknown option '" + args[i] + "' for 'coil eval compare'");
-    } else {
-      files.push_back(args[i]);
-    }
-  }
-  if (files.empty()) throw UsageError("'coil eval compare' expects one or more results files");
+int run_compare(const std::vector<std::string>& files, const std::string& labels_arg, std::ostream& out) {
+  std::vector<std::string> labels = split_commas(labels_arg);
   if (labels.empty())
     for (const auto& f : files) labels.push_back(std::filesystem::path(f).stem().string());
   if (labels.size() != files.size())
@@ -175,39 +152,32 @@ ParamOptions param_options(const std::string& device, const std::string& dtype, 
   return po;
 }
 
-int run_generate(const std::vector<std::string>& args, std::ostream& out) {
+// The options of `coil eval generate`.
+struct GenerateArgs {
   std::string ckpt, prompt, tokenizer = "bytes", device = "cpu", dtype;
   GenerateOptions g;
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto [flag, value, has_value] = cli::split_flag(args[i]);
-    if (flag == "-h" || flag == "--help") {
-      out << kEvalUsage;
-      return 0;
-    }
-    static const std::vector<std::string> known{"--checkpoint", "--prompt", "--max-new-tokens",
-                                                "--temperature", "--top-k", "--seed", "--tokenizer",
-                                                "--device", "--dtype"};
-    if (std::find(known.begin(), known.end(), flag) == known.end())
-      throw UsageError("unknown option '" + args[i] + "' for 'coil eval generate'");
-    if (!has_value) {
-      if (i + 1 >= args.size()) throw UsageError("option " + flag + " expects a value");
-      value = args[++i];
-    }
-    if (flag == "--checkpoint") ckpt = value;
-    if (flag == "--prompt") prompt = value;
-    if (flag == "--max-new-tokens") g.max_new_tokens = parse_int(flag, value, 1);
-    if (flag == "--temperature") g.temperature = parse_double(flag, value);
-    if (flag == "--top-k") g.top_k = parse_int(flag, value, 0);
-    if (flag == "--seed") g.seed = uint64_t(parse_int(flag, value, 0));
-    if (flag == "--tokenizer") tokenizer = value;
-    if (flag == "--device") device = value;
-    if (flag == "--dtype") dtype = value;
-  }
-  if (ckpt.empty()) throw UsageError("'coil eval generate' needs --checkpoint PATH");
-  if (prompt.empty()) throw UsageError("'coil eval generate' needs --prompt TEXT");
+};
+
+void add_generate(CLI::App* app, GenerateArgs& a) {
+  cli::set_usage(app, kEvalUsage);
+  app->add_option("--checkpoint", a.ckpt)->required();
+  app->add_option("--prompt", a.prompt)->required();
+  app->add_option("--max-new-tokens", a.g.max_new_tokens)->check(cli::int_at_least(1));
+  app->add_option("--temperature", a.g.temperature)->check(cli::number());
+  app->add_option("--top-k", a.g.top_k)->check(cli::int_at_least(0));
+  app->add_option("--seed", a.g.seed)->check(cli::int_at_least(0));
+  app->add_option("--tokenizer", a.tokenizer);
+  app->add_option("--device", a.device);
+  app->add_option("--dtype", a.dtype);
+}
+
+int run_generate(const GenerateArgs& a, std::ostream& out) {
+  const std::string &ckpt = a.ckpt, &prompt = a.prompt;
+  const GenerateOptions& g = a.g;
+  if (prompt.empty()) throw UsageError("'coil eval generate' needs a non-empty --prompt TEXT");
   if (g.temperature < 0) throw UsageError("option --temperature must be >= 0");
-  LoadedCheckpoint lc = load_checkpoint_for_eval(ckpt, param_options(device, dtype, ckpt));
-  std::unique_ptr<Tokenizer> tok = load_tokenizer(tokenizer);
+  LoadedCheckpoint lc = load_checkpoint_for_eval(ckpt, param_options(a.device, a.dtype, ckpt));
+  std::unique_ptr<Tokenizer> tok = load_tokenizer(a.tokenizer);
   Decoder dec(*lc.model);
   std::vector<int32_t> ids = tok->encode(prompt);
   GenerateResult r = generate(dec, ids, g);
@@ -219,72 +189,72 @@ int run_generate(const std::vector<std::string>& args, std::ostream& out) {
   return 0;
 }
 
-int run_eval(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+// The options of `coil eval`; the lists and ranges stay text until run_eval checks them.
+struct EvalArgs {
   std::string ckpt, tasks, out_path, device = "cpu", dtype;
+  std::string passkey_lengths, passkey_depths, passkey_digits, decode_contexts;
   EvalOptions o;
-  o.eval_data_dir = default_eval_data_dir();
-  for (size_t i = 0; i < args.size(); ++i) {
-    auto [flag, value, has_value] = cli::split_flag(args[i]);
-    if (flag == "-h" || flag == "--help") {
-      out << kEvalUsage;
-      return 0;
+};
+
+void add_eval(CLI::App* app, EvalArgs& a) {
+  using cli::int_at_least;
+  cli::set_usage(app, kEvalUsage);
+  EvalOptions& o = a.o;
+  // --checkpoint and --tasks are checked in run_eval: `coil eval compare` needs neither.
+  app->add_option("--checkpoint", a.ckpt);
+  app->add_option("--tasks", a.tasks);
+  app->add_option("--out", a.out_path);
+  app->add_option("--tokenizer", o.tokenizer);
+  app->add_option("--data", o.data_dir);
+  app->add_option("--eval-data", o.eval_data_dir);
+  app->add_option("--limit", o.limit)->check(int_at_least(0));
+  app->add_option("--max-length", o.max_length)->check(int_at_least(0));
+  app->add_option("--seed", o.seed)->check(int_at_least(0));
+  app->add_option("--device", a.device);
+  app->add_option("--dtype", a.dtype);
+  app->add_option("--seq-len", o.seq_len)->check(int_at_least(1));
+  app->add_option("--heldout-tokens", o.heldout_tokens)->check(int_at_least(1));
+  app->add_option("--passkey-lengths", a.passkey_lengths);
+  app->add_option("--passkey-depths", a.passkey_depths);
+  app->add_option("--passkey-samples", o.passkey_samples)->check(int_at_least(1));
+  app->add_option("--passkey-digits", a.passkey_digits);
+  app->add_option("--mqar-samples", o.mqar_samples)->check(int_at_least(1));
+  app->add_option("--mqar-pairs", o.mqar_pairs)->check(int_at_least(1));
+  app->add_option("--mqar-key-vocab", o.mqar_key_vocab)->check(int_at_least(1));
+  app->add_option("--mqar-value-vocab", o.mqar_value_vocab)->check(int_at_least(1));
+  app->add_option("--mqar-first-token", o.mqar_first_token)->check(int_at_least(0));
+  app->add_option("--phonebook-samples", o.phonebook_samples)->check(int_at_least(1));
+  app->add_option("--phonebook-entries", o.phonebook_entries)->check(int_at_least(1));
+  app->add_option("--decode-contexts", a.decode_contexts);
+  app->add_option("--decode-tokens", o.decode_new_tokens)->check(int_at_least(1));
+  app->add_option("--prefill-chunk", o.prefill_chunk)->check(int_at_least(0));
+}
+
+int run_eval(EvalArgs& a, std::ostream& out, std::ostream& err) {
+  const std::string &ckpt = a.ckpt, &tasks = a.tasks, &out_path = a.out_path;
+  EvalOptions& o = a.o;
+  if (!a.passkey_lengths.empty()) o.passkey_lengths = parse_int_list("--passkey-lengths", a.passkey_lengths);
+  if (!a.passkey_depths.empty()) {
+    o.passkey_depths.clear();
+    for (const std::string& s : split_commas(a.passkey_depths)) {
+      const double d = parse_double("--passkey-depths", s);
+      if (d < 0 || d > 1) throw UsageError("option --passkey-depths: depth " + s + " is not in [0, 1]");
+      o.passkey_depths.push_back(d);
     }
-    static const std::vector<std::string> known{
-        "--checkpoint",      "--tasks",           "--out",              "--tokenizer",
-        "--data",            "--eval-data",       "--limit",            "--max-length",
-        "--seed",            "--device",          "--dtype",            "--seq-len",
-        "--heldout-tokens",  "--passkey-lengths", "--passkey-depths",   "--passkey-samples",
-        "--passkey-digits",  "--mqar-samples",    "--mqar-pairs",       "--mqar-key-vocab",
-        "--mqar-value-vocab", "--mqar-first-token", "--phonebook-samples", "--phonebook-entries",
-        "--decode-contexts", "--decode-tokens",   "--prefill-chunk"};
-    if (std::find(known.begin(), known.end(), flag) == known.end())
-      throw UsageError("unknown option '" + args[i] + "' for 'coil eval'");
-    if (!has_value) {
-      if (i + 1 >= args.size()) throw UsageError("option " + flag + " expects a value");
-      value = args[++i];
-    }
-    if (flag == "--checkpoint") ckpt = value;
-    else if (flag == "--tasks") tasks = value;
-    else if (flag == "--out") out_path = value;
-    else if (flag == "--tokenizer") o.tokenizer = value;
-    else if (flag == "--data") o.data_dir = value;
-    else if (flag == "--eval-data") o.eval_data_dir = value;
-    else if (flag == "--limit") o.limit = parse_int(flag, value, 0);
-    else if (flag == "--max-length") o.max_length = parse_int(flag, value, 0);
-    else if (flag == "--seed") o.seed = uint64_t(parse_int(flag, value, 0));
-    else if (flag == "--device") device = value;
-    else if (flag == "--dtype") dtype = value;
-    else if (flag == "--seq-len") o.seq_len = parse_int(flag, value, 1);
-    else if (flag == "--heldout-tokens") o.heldout_tokens = parse_int(flag, value, 1);
-    else if (flag == "--passkey-lengths") o.passkey_lengths = parse_int_list(flag, value);
-    else if (flag == "--passkey-depths") {
-      o.passkey_depths.clear();
-      for (const std::string& s : split_commas(value)) {
-        const double d = parse_double(flag, s);
-        if (d < 0 || d > 1) throw UsageError("option --passkey-depths: depth " + s + " is not in [0, 1]");
-        o.passkey_depths.push_back(d);
-      }
-      if (o.passkey_depths.empty()) throw UsageError("option --passkey-depths expects a comma list");
-    } else if (flag == "--passkey-samples") o.passkey_samples = parse_int(flag, value, 1);
-    else if (flag == "--passkey-digits") {
-      const size_t dash = value.find('-');
-      if (dash == std::string::npos) {
-        o.passkey_digits_min = o.passkey_digits_max = parse_int(flag, value, 1);
-      } else {
-        o.passkey_digits_min = parse_int(flag, value.substr(0, dash), 1);
-        o.passkey_digits_max = parse_int(flag, value.substr(dash + 1), o.passkey_digits_min);
-      }
-    } else if (flag == "--mqar-samples") o.mqar_samples = parse_int(flag, value, 1);
-    else if (flag == "--mqar-pairs") o.mqar_pairs = parse_int(flag, value, 1);
-    else if (flag == "--mqar-key-vocab") o.mqar_key_vocab = parse_int(flag, value, 1);
-    else if (flag == "--mqar-value-vocab") o.mqar_value_vocab = parse_int(flag, value, 1);
-    else if (flag == "--mqar-first-token") o.mqar_first_token = int32_t(parse_int(flag, value, 0));
-    else if (flag == "--phonebook-samples") o.phonebook_samples = parse_int(flag, value, 1);
-    else if (flag == "--phonebook-entries") o.phonebook_entries = parse_int(flag, value, 1);
-    else if (flag == "--decode-contexts") o.decode_contexts = parse_int_list(flag, value);
-    else if (flag == "--decode-tokens") o.decode_new_tokens = parse_int(flag, value, 1);
-    else if (flag == "--prefill-chunk") o.prefill_chunk = parse_int(flag, value, 0);
+    if (o.passkey_depths.empty()) throw UsageError("option --passkey-depths expects a comma list");
   }
+  if (!a.passkey_digits.empty()) {
+    const std::string& value = a.passkey_digits;
+    const char* flag = "--passkey-digits";
+    const size_t dash = value.find('-');
+    if (dash == std::string::npos) {
+      o.passkey_digits_min = o.passkey_digits_max = parse_int(flag, value, 1);
+    } else {
+      o.passkey_digits_min = parse_int(flag, value.substr(0, dash), 1);
+      o.passkey_digits_max = parse_int(flag, value.substr(dash + 1), o.passkey_digits_min);
+    }
+  }
+  if (!a.decode_contexts.empty()) o.decode_contexts = parse_int_list("--decode-contexts", a.decode_contexts);
   if (ckpt.empty()) throw UsageError("'coil eval' needs --checkpoint PATH");
   if (tasks.empty()) throw UsageError("'coil eval' needs --tasks LIST (e.g. heldout,passkey or all)");
   try {
@@ -294,7 +264,7 @@ int run_eval(const std::vector<std::string>& args, std::ostream& out, std::ostre
   }
   CommPtr world = world_communicator();
   const bool root = world->rank() == 0;
-  const ParamOptions po = param_options(device, dtype, ckpt);
+  const ParamOptions po = param_options(a.device, a.dtype, ckpt);
   LoadedCheckpoint lc = load_checkpoint_for_eval(ckpt, po);
   if (root)
     out << "coil eval: " << ckpt << " (step " << lc.meta.step << ", mixer " << lc.config.model.mixer << ", "
@@ -338,13 +308,26 @@ int run_eval(const std::vector<std::string>& args, std::ostream& out, std::ostre
 }  // namespace
 
 int eval_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app("", "coil eval");
+  EvalArgs eval_args;
+  eval_args.o.eval_data_dir = default_eval_data_dir();
+  add_eval(&app, eval_args);
+  CLI::App* compare = app.add_subcommand("compare");
+  cli::set_usage(compare, kEvalUsage);
+  std::vector<std::string> files;
+  std::string labels;
+  compare->add_option("FILE", files)->required();
+  compare->add_option("--labels", labels);
+  CLI::App* generate_cmd = app.add_subcommand("generate");
+  GenerateArgs generate_args;
+  add_generate(generate_cmd, generate_args);
   try {
-    if (!args.empty() && args[0] == "compare") return run_compare({args.begin() + 1, args.end()}, out);
-    if (!args.empty() && args[0] == "generate") return run_generate({args.begin() + 1, args.end()}, out);
-    return run_eval(args, out, err);
-  } catch (const UsageError& e) {
-    err << "error: " << e.what() << "\n\n" << kEvalUsage;
-    return kUsageError;
+    // Usage errors keep this command's "error: " prefix.
+    return cli::parse_and_run(app, args, [&] {
+      if (compare->parsed()) return run_compare(files, labels, out);
+      if (generate_cmd->parsed()) return run_generate(generate_args, out);
+      return run_eval(eval_args, out, err);
+    }, out, err, "error: ");
   } catch (const Error& e) {
     err << "error: " << e.what() << "\n";
     return 1;

@@ -50,11 +50,6 @@ const char* kCheckpointUsage =
     "Prints a checkpoint's step, format version, run config summary and every tensor with its\n"
     "shape (/params/<name>, /optim/m/<name>, /optim/v/<name>).\n";
 
-int usage_error(const std::string& message, const char* usage) {
-  std::cerr << "coil: " << message << "\n\n" << usage;
-  return 2;
-}
-
 // Started by mpirun (or another MPI launcher): the environment names a world of processes.
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
@@ -94,36 +89,9 @@ int train_on(const CommPtr& world, const std::string& config_path,
   return 0;
 }
 
-}  // namespace
-
-int run_train_command(const std::vector<std::string>& args) {
-  std::string config_path;
-  std::vector<std::string> overrides;
-  TrainOptions options;
-  options.out = &std::cout;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kTrainUsage;
-      return 0;
-    }
-    auto [flag, value, has_value] = cli::split_flag(a);
-    if (flag != "--config" && flag != "--set" && flag != "--resume")
-      return usage_error("unknown option '" + a + "' for 'coil train'", kTrainUsage);
-    if (!has_value) {
-      if (i + 1 >= args.size())
-        return usage_error("option " + flag + " expects a value", kTrainUsage);
-      value = args[++i];
-    }
-    if (flag == "--config") config_path = value;
-    if (flag == "--set") overrides.push_back(value);
-    if (flag == "--resume") {
-      if (value.empty())
-        return usage_error("--resume expects auto or a checkpoint path", kTrainUsage);
-      options.resume = value;
-    }
-  }
-  if (config_path.empty()) return usage_error("'coil train' needs --config RUN.yaml", kTrainUsage);
+// Single process, or one rank of an MPI job; exit status as run_train_command's.
+int train_command(const std::string& config_path, const std::vector<std::string>& overrides,
+                  const TrainOptions& options) {
   if (!launched_by_mpi())
     return train_on(std::make_shared<SingleCommunicator>(), config_path, overrides, options);
 #ifdef COIL_HAVE_MPI
@@ -150,22 +118,7 @@ int run_train_command(const std::vector<std::string>& args) {
 #endif
 }
 
-int run_checkpoint_command(const std::vector<std::string>& args) {
-  if (args.empty())
-    return usage_error("'coil checkpoint' expects a subcommand (info)", kCheckpointUsage);
-  if (args[0] == "-h" || args[0] == "--help") {
-    std::cout << kCheckpointUsage;
-    return 0;
-  }
-  if (args[0] != "info")
-    return usage_error("unknown subcommand 'checkpoint " + args[0] + "'", kCheckpointUsage);
-  if (args.size() == 2 && (args[1] == "-h" || args[1] == "--help")) {
-    std::cout << kCheckpointUsage;
-    return 0;
-  }
-  if (args.size() != 2)
-    return usage_error("'coil checkpoint info' takes one checkpoint path", kCheckpointUsage);
-  const std::string& path = args[1];
+void print_checkpoint_info(const std::string& path) {
   const CheckpointInfo info = inspect_checkpoint(path);
   const CheckpointMeta& m = info.meta;
   std::cout << "checkpoint " << path << "\n"
@@ -205,7 +158,38 @@ int run_checkpoint_command(const std::vector<std::string>& args) {
     for (size_t i = 0; i < t.shape.size(); ++i) std::cout << (i ? ", " : "") << t.shape[i];
     std::cout << ")\n";
   }
-  return 0;
+}
+
+}  // namespace
+
+int run_train_command(const std::vector<std::string>& args) {
+  CLI::App app("", "coil train");
+  set_usage(&app, kTrainUsage);
+  std::string config_path;
+  std::vector<std::string> overrides;
+  TrainOptions options;
+  options.out = &std::cout;
+  app.add_option("--config", config_path)->required();
+  // One KEY=VALUE per --set: a second word is an error, not a second override.
+  app.add_option("--set", overrides)->allow_extra_args(false);
+  app.add_option("--resume", options.resume)
+      ->check(CLI::Validator([](std::string& v) { return v.empty() ? "expects auto or a checkpoint path" : ""; },
+                             "auto|PATH"));
+  return parse_and_run(app, args, [&] { return train_command(config_path, overrides, options); });
+}
+
+int run_checkpoint_command(const std::vector<std::string>& args) {
+  CLI::App app("", "coil checkpoint");
+  set_usage(&app, kCheckpointUsage);
+  CLI::App* info_cmd = app.add_subcommand("info");
+  set_usage(info_cmd, kCheckpointUsage);
+  std::string path;
+  info_cmd->add_option("PATH", path)->required();
+  return parse_and_run(app, args, [&] {
+    if (!info_cmd->parsed()) throw UsageError("'coil checkpoint' expects a subcommand (info)");
+    print_checkpoint_info(path);
+    return 0;
+  });
 }
 
 }  // namespace coil::cli
