@@ -191,7 +191,8 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
           [&] {
             return std::vector<Field>{yaml::int_field(f, "dp", &c.parallel.dp, 1),
                                       yaml::int_field(f, "tp", &c.parallel.tp, 1),
-                                      yaml::int_field(f, "sp", &c.parallel.sp, 1)};
+                                      yaml::int_field(f, "sp", &c.parallel.sp, 1),
+                                      yaml::bool_field(f, "zero1", &c.parallel.zero1)};
           },
           f),
       section(
@@ -251,6 +252,11 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
       yaml::fail(file, node("parallel"), "parallel", e.message());
     }
   }
+  // ZeRO-1 (parallel/zero.h) keeps one set of AdamW hyper-parameters for the flat parameter vector.
+  if (c.parallel.zero1 && c.optim.decay != "all")
+    yaml::fail(file, node("parallel"), "parallel.zero1",
+               "ZeRO-1 applies one weight decay to every parameter: it needs optim.decay all, got "
+               "optim.decay " + c.optim.decay);
   if (c.train.batch_size % c.parallel.dp != 0)
     yaml::fail(file, node("train"), "train.batch_size",
                "the global micro-batch " + std::to_string(c.train.batch_size) +
@@ -433,6 +439,7 @@ std::string run_config_to_yaml(const RunConfig& c) {
   kv("dp", c.parallel.dp);
   kv("tp", c.parallel.tp);
   kv("sp", c.parallel.sp);
+  kv("zero1", c.parallel.zero1);
   out << YAML::EndMap;
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << c.checkpoint.dir;

@@ -15,7 +15,8 @@
 //   train: {steps, batch_size, seq_len, grad_accum, seed, eval_every, eval_batches, log_every,
 //           nan_tolerance, device: cpu|cuda}   # batch_size: the GLOBAL micro-batch (all dp ranks)
 //   precision: fp32             # fp32 | bf16 (CUDA only: core/autocast.h bf16 GEMMs, fp32 masters)
-//   parallel: {dp: 1, tp: 1, sp: 1}   # dp x tp x sp = the mpirun world size
+//   parallel: {dp: 1, tp: 1, sp: 1, zero1: false}   # dp x tp x sp = the mpirun world size;
+//                               # zero1: AdamW state sharded over the dp x sp ranks (parallel/zero.h)
 //   checkpoint: {dir: runs/NAME, every: 0 (end only), keep_last: 3 (0: keep all)}
 //   logging: {jsonl: "" (none), peak_tflops: 0 (no MFU)}
 #pragma once
@@ -76,6 +77,7 @@ struct TrainConfig {
 
 struct ParallelConfig {
   int64_t dp = 1, tp = 1, sp = 1;
+  bool zero1 = false;  // ZeRO-1: fp32 master, m and v sharded over the ranks that share parameters
 };
 
 struct CheckpointConfig {

@@ -108,8 +108,6 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
 
   // Setup, on every rank without communication; then all ranks go on or fail together.
   Device device = Device::cpu();
-  Module* model_ptr = nullptr;
-  std::unique_ptr<AdamW> optimizer_ptr;
   const LRSchedule schedule = cfg.lr_schedule();
   Generator rng(cfg.train.seed);  // nothing draws from it yet (no dropout); saved for exact resume
   const SourceState eval_start = eval_src ? eval_src->state() : SourceState{};
@@ -119,8 +117,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   std::exception_ptr setup_error;
   try {
     device = run_device(cfg);
-    model_ptr = &par.build_model(ParamOptions{DType::F32, device});
-    optimizer_ptr = make_optimizer(cfg, *model_ptr);
+    par.build_model(ParamOptions{DType::F32, device});
     std::string resume_path = opt.resume;
     if (resume_path == "auto") {
       std::vector<std::string> unreadable;
@@ -138,7 +135,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     }
     if (!resume_path.empty()) {
       // Every rank reads the full tensors and keeps its part (the whole of them for dp replicas).
-      const CheckpointMeta meta = par.read_checkpoint(resume_path, *optimizer_ptr, model_yaml);
+      const CheckpointMeta meta = par.read_checkpoint(resume_path, model_yaml);
       step = meta.step;
       tokens = meta.tokens;
       skipped = meta.skipped_steps;
@@ -160,8 +157,6 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   }
   fail_together(par.world(), setup_error);
   par.same_on_all_ranks(step, "the step to resume from");
-  (void)model_ptr;
-  AdamW& optimizer = *optimizer_ptr;
   par.start();
   result.start_step = step;
 
@@ -186,7 +181,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     const std::string path = checkpoint_path(cfg.checkpoint.dir, at);
     std::exception_ptr error;
     // Collective: every rank takes part in gathering the full tensors (dp replicas: their own).
-    const CheckpointTensors tensors = par.full_tensors(optimizer);
+    const CheckpointTensors tensors = par.full_tensors();
     if (par.writer()) {
       try {
         std::filesystem::create_directories(cfg.checkpoint.dir);
@@ -221,8 +216,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   const bool bf16 = cfg.precision == "bf16";
   while (step < steps) {
     const double lr = lr_at(schedule, step);
-    optimizer.set_lr(lr);
-    optimizer.zero_grad();
+    par.set_lr(lr);
+    par.zero_grad();
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.train.grad_accum; ++micro) {
       const Batch b = train_src.next_batch();
@@ -245,9 +240,9 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
       rec.skipped = true;
       ++skipped;
       ++bad_in_a_row;
-      optimizer.zero_grad();
+      par.zero_grad();
     } else {
-      optimizer.step();
+      par.step();
       bad_in_a_row = 0;
     }
     ++step;

@@ -67,7 +67,9 @@ std::map<std::string, AdamWParamState*> states_by_name(const Module& model, cons
 
 }  // namespace
 
-bool sharded_layout(const RunConfig& c) { return c.parallel.tp * c.parallel.sp > 1; }
+bool sharded_layout(const RunConfig& c) {
+  return c.parallel.tp * c.parallel.sp > 1 || c.parallel.zero1;
+}
 
 void check_grid(const RunConfig& c, int world_size) {
   const ParallelConfig& p = c.parallel;
@@ -103,9 +105,11 @@ Module& TrainParallel::build_model(const ParamOptions& options) {
   if (sharded()) {
     sharded_ = std::make_unique<ParallelLanguageModel>(config_.model, ParallelGroups::of(*grid_),
                                                        ParallelOptions{}, options);
+    if (!config_.parallel.zero1) adamw_ = make_optimizer(config_, *sharded_);
     return *sharded_;
   }
   replica_ = std::make_unique<LanguageModel>(config_.model, options);
+  adamw_ = make_optimizer(config_, *replica_);
   return *replica_;
 }
 
@@ -125,9 +129,9 @@ int64_t TrainParallel::num_parameters() const {
   return sharded_ ? LanguageModel::count_parameters(config_.model) : replica_->num_parameters();
 }
 
-CheckpointMeta TrainParallel::read_checkpoint(const std::string& path, AdamW& opt,
+CheckpointMeta TrainParallel::read_checkpoint(const std::string& path,
                                               const std::string& expected_model_yaml) {
-  if (!sharded_) return coil::read_checkpoint(path, model(), opt, expected_model_yaml);
+  if (!sharded_) return coil::read_checkpoint(path, model(), *adamw_, expected_model_yaml);
   // The full single-rank model and optimizer take the file's tensors (with every check of a
   // single-rank resume); this rank keeps its slices of them.
   LanguageModel full(config_.model, ParamOptions{DType::F32, Device::cpu()});
@@ -141,6 +145,17 @@ CheckpointMeta TrainParallel::read_checkpoint(const std::string& path, AdamW& op
   }
   const StateDict params = shard_full_tensors(*sharded_, full.state_dict());
   const StateDict ms = shard_full_tensors(*sharded_, m), vs = shard_full_tensors(*sharded_, v);
+  if (zero_ == nullptr && config_.parallel.zero1) {
+    // ZeroAdamW is made by start() (collectively, from these parameters): it takes m, v there.
+    NoGradGuard no_grad;
+    for (const auto& [name, p] : sharded_->named_parameters())
+      p.detach().copy_(params.at(name).to(p.device()));
+    resume_m_ = ms;
+    resume_v_ = vs;
+    resume_steps_ = full_opt->step_count();
+    return meta;
+  }
+  AdamW& opt = *adamw_;
   const auto states = states_by_name(*sharded_, opt);
   NoGradGuard no_grad;
   for (const auto& [name, p] : sharded_->named_parameters()) {
@@ -158,11 +173,29 @@ void TrainParallel::start() {
   if (sharded_) {
     // Ranks of one tp coordinate hold the same slices: same start, gradients summed over them.
     const CommPtr& group = sharded_->grad_group();
-    if (group->size() == 1) return;
-    broadcast_parameters(*group, sharded_->parameters());
-    DataParallelOptions o;
-    o.average = false;  // each rank's gradient is its tokens' share of the global mean's
-    ddp_ = std::make_unique<DataParallel>(group, sharded_->parameters(), o);
+    if (group->size() > 1) {
+      broadcast_parameters(*group, sharded_->parameters());
+      DataParallelOptions o;
+      o.average = false;  // each rank's gradient is its tokens' share of the global mean's
+      ddp_ = std::make_unique<DataParallel>(group, sharded_->parameters(), o);
+    }
+    if (config_.parallel.zero1) {
+      const OptimConfig& oc = config_.optim;
+      AdamWParams hp;
+      hp.lr = oc.lr;
+      hp.beta1 = oc.beta1;
+      hp.beta2 = oc.beta2;
+      hp.eps = oc.eps;
+      hp.weight_decay = oc.weight_decay;  // optim.decay all (run_config checks)
+      zero_ = std::make_unique<ZeroAdamW>(group, sharded_->named_parameters(), hp);
+      if (!resume_m_.empty()) {
+        zero_->load_local_state("m", resume_m_);
+        zero_->load_local_state("v", resume_v_);
+        zero_->set_step_count(resume_steps_);
+        resume_m_.clear();
+        resume_v_.clear();
+      }
+    }
     return;
   }
   if (dp_->size() == 1) return;
@@ -210,26 +243,64 @@ double TrainParallel::clip_grad_norm(double max_norm) {
   return norm;
 }
 
-CheckpointTensors TrainParallel::full_tensors(const AdamW& opt) const {
-  CheckpointTensors t;
-  t.step_count = opt.step_count();
-  const auto states = states_by_name(model(), opt);
-  if (!sharded_) {
-    t.params = replica_->named_parameters();
-    for (const auto& [name, s] : states) t.optim[name] = *s;
-    return t;
+void TrainParallel::set_lr(double lr) {
+  if (zero_) zero_->set_lr(lr);
+  if (adamw_) adamw_->set_lr(lr);
+}
+
+void TrainParallel::zero_grad() {
+  if (zero_) zero_->zero_grad();
+  if (adamw_) adamw_->zero_grad();
+}
+
+void TrainParallel::step() {
+  if (adamw_) {
+    adamw_->step();
+    return;
   }
+  COIL_CHECK(zero_, "TrainParallel: start() was not called");
+  // The gradients are already summed over the group (see the header): each rank hands ZeroAdamW
+  // 1/group of the sum, and its reduce-scatter adds the shares back up.
+  const int64_t G = sharded_->grad_group()->size();
+  if (G > 1) {
+    NoGradGuard no_grad;
+    for (const Tensor& p : sharded_->parameters()) {
+      Tensor g = p.grad();
+      if (g.defined()) g.copy_(coil::scale(g, 1.0 / double(G)));
+    }
+  }
+  zero_->step();
+}
+
+CheckpointTensors TrainParallel::full_tensors() const {
+  CheckpointTensors t;
   StateDict m, v;
-  for (const auto& [name, s] : states) {
-    m[name] = s->m;
-    v[name] = s->v;
+  std::map<std::string, int64_t> steps;
+  if (zero_) {
+    t.step_count = zero_->step_count();
+    m = zero_->local_state("m");  // collective over the group
+    v = zero_->local_state("v");
+    for (const auto& [name, p] : m) steps[name] = zero_->step_count();
+  } else {
+    t.step_count = adamw_->step_count();
+    const auto states = states_by_name(model(), *adamw_);
+    if (!sharded_) {
+      t.params = replica_->named_parameters();
+      for (const auto& [name, s] : states) t.optim[name] = *s;
+      return t;
+    }
+    for (const auto& [name, s] : states) {
+      m[name] = s->m;
+      v[name] = s->v;
+      steps[name] = s->step;
+    }
   }
   // Collective over tp; the dp and sp replicas of a slice are identical, so any rank's will do.
   const StateDict params = gather_full_parameters(*sharded_);
   const StateDict fm = gather_full_tensors(*sharded_, m), fv = gather_full_tensors(*sharded_, v);
   for (const auto& [name, p] : sharded_->named_parameters()) {
     t.params.push_back({name, params.at(name)});
-    t.optim[name] = AdamWParamState{fm.at(name), fv.at(name), states.at(name)->step};
+    t.optim[name] = AdamWParamState{fm.at(name), fv.at(name), steps.at(name)};
   }
   return t;
 }

@@ -10,12 +10,18 @@
 // Two layouts:
 //   dp only (tp = sp = 1): every rank holds a full LanguageModel replica and 1/dp of the rows of the
 //     global micro-batch; gradients are averaged over dp in buckets (parallel/data_parallel.h).
-//   tp or sp > 1 (sharded()): a ParallelLanguageModel (parallel/sharded_model.h) over the grid of
+//   tp or sp > 1, or parallel.zero1 (sharded()): a ParallelLanguageModel (parallel/sharded_model.h) over the grid of
 //     parallel.{dp, tp, sp}; every rank's BatchSource hands out the whole global micro-batch and the
 //     model takes its (B/dp, T/sp) block; the loss is the global mean on every rank; gradients are
 //     summed over the dp x sp group, Mamba-2's replicated B, C rows over tp, and the clipping norm is
 //     the sharded model's global norm. Checkpoints hold the same full tensors by the same names as a
 //     single-rank run's, so any checkpoint resumes under any layout.
+//   parallel.zero1: ZeroAdamW (parallel/zero.h) instead of AdamW: master weights, m and v sharded
+//     over the dp x sp group. The gradients are still summed over the group first (all-reduce):
+//     the loop needs their global norm for clipping and the non-finite check before the update,
+//     and ZeroAdamW's reduce-scatter happens inside its step; each rank then hands it 1/group of
+//     the (clipped) sum, so its reduce-scatter rebuilds the sum. ZeRO-1 here saves optimizer
+//     memory, not gradient traffic.
 //
 // Errors under mpirun: a rank that fails alone must not leave the others waiting in a collective.
 // Setup and checkpoint writes end with fail_together (a collective), which makes every rank fail
@@ -32,6 +38,7 @@
 #include "parallel/communicator.h"
 #include "parallel/data_parallel.h"
 #include "parallel/sharded_model.h"
+#include "parallel/zero.h"
 #include "trainer/adamw.h"
 #include "trainer/batch_source.h"
 #include "trainer/checkpoint.h"
@@ -60,7 +67,7 @@ void fail_together(Communicator& world, std::exception_ptr error);
 // (parallel/sharded_model.h validate_parallel_layout names the numbers that disagree).
 void check_grid(const RunConfig& config, int world_size);
 
-// True when the config's layout shards the model (tp or sp > 1).
+// True when the run uses the sharded model (tp or sp > 1, or parallel.zero1).
 bool sharded_layout(const RunConfig& config);
 
 class TrainParallel {
@@ -79,7 +86,8 @@ class TrainParallel {
   Communicator& world() { return *world_; }
 
   // Builds this rank's model (no communication): a full replica, or its ParallelLanguageModel
-  // shard. The returned module's parameters are what the optimizer updates (local shapes).
+  // shard, and (without zero1) its AdamW (trainer/train_loop.h make_optimizer). The returned
+  // module's parameters are what the optimizer updates (local shapes).
   Module& build_model(const ParamOptions& options);
   Module& model() const;
   // The replica, or the shard's local LanguageModel (test hooks).
@@ -88,13 +96,18 @@ class TrainParallel {
   int64_t num_parameters() const;
 
   // Every rank, no communication: reads a checkpoint of full tensors (any layout wrote it) into this
-  // rank's model and `opt` (made over model()), keeping this rank's slices. Nothing is changed when
-  // the file does not match (read_checkpoint's checks).
-  CheckpointMeta read_checkpoint(const std::string& path, AdamW& opt,
-                                 const std::string& expected_model_yaml);
+  // rank's model and optimizer, keeping this rank's slices (zero1: kept until start() makes the
+  // optimizer). Nothing is changed when the file does not match (read_checkpoint's checks).
+  CheckpointMeta read_checkpoint(const std::string& path, const std::string& expected_model_yaml);
   // Collective, after construction and any resume: broadcasts the parameters over the group of
-  // ranks that hold the same ones (replicas start identical) and sets up the gradient buckets.
+  // ranks that hold the same ones (replicas start identical), sets up the gradient buckets and
+  // (zero1) the sharded optimizer.
   void start();
+
+  // The optimizer: the lr of the next step, dropping gradients, the update.
+  void set_lr(double lr);
+  void zero_grad();
+  void step();
 
   // The loss of this rank's part of one micro-batch, to call backward on: the token mean over the
   // GLOBAL micro-batch (dp: once averaged over dp, each rank's mean weighted by its share of the
@@ -113,9 +126,9 @@ class TrainParallel {
   // Collective: checks that every rank passes the same value (an error naming `what` otherwise)
   // and returns it.
   int64_t same_on_all_ranks(int64_t value, const char* what);
-  // Collective: the full global parameters and AdamW state of `opt` (over model()) by name, on
-  // every rank (dp: this rank's own tensors, no copy).
-  CheckpointTensors full_tensors(const AdamW& opt) const;
+  // Collective: the full global parameters and AdamW state by name, on every rank (dp: this rank's
+  // own tensors, no copy).
+  CheckpointTensors full_tensors() const;
 
  private:
   const RunConfig& config_;
@@ -124,6 +137,12 @@ class TrainParallel {
   std::unique_ptr<LanguageModel> replica_;          // dp only
   std::unique_ptr<ParallelLanguageModel> sharded_;  // sharded only
   std::unique_ptr<DataParallel> ddp_;
+  std::unique_ptr<AdamW> adamw_;     // without zero1
+  std::unique_ptr<ZeroAdamW> zero_;  // zero1, made by start()
+  // zero1 resume: this rank's slices of m and v and the step count, loaded by start().
+  StateDict resume_m_, resume_v_;
+  int64_t resume_steps_ = 0;
+  double lr_ = 0;
 };
 
 }  // namespace coil

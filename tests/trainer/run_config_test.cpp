@@ -140,6 +140,12 @@ TEST(RunConfigTest, UnsupportedSettingsSayWhy) {
       << error_of(kBase, {"parallel.tp=3"});
   EXPECT_NE(error_of(kBase, {"parallel.sp=3"}).find("sequence length 64"), std::string::npos)
       << error_of(kBase, {"parallel.sp=3"});
+  // ZeRO-1 has one weight decay for the flat parameter vector.
+  EXPECT_EQ(error_of(kBase, {"parallel.zero1=true"}), "(no error)");
+  EXPECT_NE(error_of(kBase, {"parallel.zero1=true", "optim.decay=matrices"})
+                .find("parallel.zero1: ZeRO-1 applies one weight decay to every parameter"),
+            std::string::npos)
+      << error_of(kBase, {"parallel.zero1=true", "optim.decay=matrices"});
   // dp is accepted (the world size is checked when training starts); the global micro-batch must
   // split evenly over it.
   EXPECT_EQ(error_of(kBase, {"parallel.dp=2"}), "(no error)");
