@@ -375,7 +375,8 @@ void write_checkpoint(const std::string& path, const CheckpointTensors& tensors,
   std::vector<std::pair<std::string, const AdamWParamState*>> states;
   for (const auto& [name, p] : params) {
     auto it = tensors.optim.find(name);
-    COIL_CHECK(it != tensors.optim.end(), "checkpoint: parameter '", name, "' has no optimizer state");
+    COIL_CHECK(it != tensors.optim.end(), "checkpoint: parameter '", name,
+               "' has no optimizer state");
     states.push_back({name, &it->second});
   }
   try {

@@ -80,14 +80,20 @@ std::unique_ptr<AdamW> make_optimizer(const RunConfig& c, const Module& model) {
 
 std::unique_ptr<BatchSource> make_train_source(const RunConfig& c, int dp_rank, int dp_size) {
   // A sharded model takes its (B/dp, T/sp) block of the whole micro-batch itself.
-  if (sharded_layout(c)) dp_rank = 0, dp_size = 1;
+  if (sharded_layout(c)) {
+    dp_rank = 0;
+    dp_size = 1;
+  }
   if (c.data.kind == "shards") return make_shard_source(c, "train", dp_rank, dp_size);
   return std::make_unique<SyntheticSource>(c.train.batch_size, c.train.seq_len, c.model.vocab,
                                            c.data.period, c.data.seed, dp_rank, dp_size);
 }
 
 std::unique_ptr<BatchSource> make_eval_source(const RunConfig& c, int dp_rank, int dp_size) {
-  if (sharded_layout(c)) dp_rank = 0, dp_size = 1;
+  if (sharded_layout(c)) {
+    dp_rank = 0;
+    dp_size = 1;
+  }
   if (c.data.kind == "shards") {
     if (c.data.eval.empty()) return nullptr;
     return make_shard_source(c, "eval", dp_rank, dp_size);

@@ -59,8 +59,8 @@ struct TrainResult {
 };
 
 // eval_source may be null (no held-out loss). The sources must be this rank's slices (dp_rank of
-// parallel.dp, the world rank while tp = sp = 1), or with tp or sp > 1 the whole global batch on
-// every rank (make_*_source do both).
+// parallel.dp, the world rank while tp = sp = 1), or for a sharded run (tp or sp > 1, or
+// parallel.zero1) the whole global batch on every rank (make_*_source do both).
 TrainResult train(const RunConfig& config, BatchSource& train_source, BatchSource* eval_source,
                   const TrainOptions& options);
 
@@ -71,7 +71,8 @@ std::unique_ptr<AdamW> make_optimizer(const RunConfig& config, const Module& mod
 
 // The sources a config's data section describes (synthetic, or token shards through
 // trainer/shard_source.h), sliced for dp rank dp_rank of dp_size (with tp or sp > 1 the arguments
-// are ignored: every rank gets the whole global batch, see train()). make_eval_source returns null
+// are ignored when sharded: every rank gets the whole global batch, see train()). make_eval_source
+// returns null
 // when the config has no held-out stream (shards with data.eval "").
 std::unique_ptr<BatchSource> make_train_source(const RunConfig& config, int dp_rank = 0,
                                                int dp_size = 1);

@@ -8,14 +8,15 @@
 //      checkpoint and keeps its part (read_checkpoint); full_tensors gathers them back (collective)
 //      and world rank 0 writes, prints and writes metrics (writer()).
 // Two layouts:
-//   dp only (tp = sp = 1): every rank holds a full LanguageModel replica and 1/dp of the rows of the
-//     global micro-batch; gradients are averaged over dp in buckets (parallel/data_parallel.h).
-//   tp or sp > 1, or parallel.zero1 (sharded()): a ParallelLanguageModel (parallel/sharded_model.h) over the grid of
-//     parallel.{dp, tp, sp}; every rank's BatchSource hands out the whole global micro-batch and the
-//     model takes its (B/dp, T/sp) block; the loss is the global mean on every rank; gradients are
-//     summed over the dp x sp group, Mamba-2's replicated B, C rows over tp, and the clipping norm is
-//     the sharded model's global norm. Checkpoints hold the same full tensors by the same names as a
-//     single-rank run's, so any checkpoint resumes under any layout.
+//   dp only (tp = sp = 1, no zero1): every rank holds a full LanguageModel replica and 1/dp of the
+//     rows of the global micro-batch; gradients are averaged over dp in buckets
+//     (parallel/data_parallel.h).
+//   tp or sp > 1, or parallel.zero1 (sharded()): a ParallelLanguageModel (parallel/sharded_model.h)
+//     over the grid of parallel.{dp, tp, sp}; every rank's BatchSource hands out the whole global
+//     micro-batch and the model takes its (B/dp, T/sp) block; the loss is the global mean on every
+//     rank; gradients are summed over the dp x sp group, Mamba-2's replicated B, C rows over tp,
+//     and the clipping norm is the sharded model's global norm. Checkpoints hold the same full
+//     tensors by the same names as a single-rank run's, so any checkpoint resumes under any layout.
 //   parallel.zero1: ZeroAdamW (parallel/zero.h) instead of AdamW: master weights, m and v sharded
 //     over the dp x sp group. The gradients are still summed over the group first (all-reduce):
 //     the loop needs their global norm for clipping and the non-finite check before the update,

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "trainer/train_parallel.h"
 
 namespace coil {
 namespace {
@@ -286,6 +287,56 @@ std::pair<int, std::string> run_command(const std::string& cmd) {
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   const int status = ::pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(TrainLoopTest, GridErrorsNameTheConfigAndTheNumbers) {
+  RunConfig c = tiny_run(fresh_dir("grid"));
+  c.parallel.tp = 2;
+  std::string msg;
+  try {
+    check_grid(c, 1);
+  } catch (const Error& e) {
+    msg = e.message();
+  }
+  EXPECT_NE(msg.find("tiny.yaml: parallel.dp x tp x sp = 1 x 2 x 1 = 2 rank(s), but the run has 1"),
+            std::string::npos)
+      << msg;
+  c.parallel.tp = 3;  // the world size agrees, the vocab does not split
+  msg.clear();
+  try {
+    check_grid(c, 3);
+  } catch (const Error& e) {
+    msg = e.message();
+  }
+  EXPECT_NE(msg.find("tiny.yaml: parallel layout: vocab 32 does not divide by tp 3"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+}
+
+// parallel.zero1 on one process: the sharded model and ZeroAdamW (a group of one) follow plain
+// AdamW's losses, and its checkpoint resumes into the plain run's layout.
+TEST(TrainLoopTest, Zero1OnOneProcessEqualsAdamW) {
+  for (const std::string mixer : {"softmax", "2mamba"}) {
+    const fs::path d = fresh_dir("zero1_" + mixer);
+    const RunConfig plain = tiny_run(d / "plain", mixer);
+    RunConfig zero = tiny_run(d / "zero", mixer);
+    zero.parallel.zero1 = true;
+    const TrainResult a = run(plain, "");
+    const TrainResult b = run(zero, "");
+    ASSERT_EQ(a.steps.size(), b.steps.size());
+    for (size_t i = 0; i < a.steps.size(); ++i)
+      EXPECT_NEAR(b.steps[i].loss, a.steps[i].loss, 1e-5 * std::abs(a.steps[i].loss))
+          << mixer << " step " << a.steps[i].step;
+    // The zero1 checkpoint of step 20 (full tensors) continues in the plain layout.
+    RunConfig plain2 = tiny_run(d / "plain2", mixer);
+    const TrainResult c = run(plain2, (d / "zero" / "ckpt" / "step_00000020.h5").string());
+    ASSERT_EQ(c.start_step, 20);
+    const std::vector<double> want = losses(a, 21, 40), got = losses(c, 21, 40);
+    ASSERT_EQ(want.size(), got.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_NEAR(got[i], want[i], 1e-5 * std::abs(want[i])) << mixer << " step " << 21 + i;
+  }
 }
 
 TEST(TrainLoopTest, CoilTrainAndCheckpointInfoCommands) {
