@@ -4,7 +4,7 @@
 # masked, so ranks count different numbers of targets), fp32 on the CPU:
 #   1. the dp2 checkpoint of step 4 resumed with dp1, tp2 and sp2 continues steps 5..8 with the
 #      per-step and held-out losses of the uninterrupted dp2 run (relative difference <= 1e-5);
-#      So do dp2 x tp2, tp2 x sp2 and dp2 x sp2 (mpirun -np 4).
+#      So do dp2 x tp2, tp2 x sp2, dp2 x sp2 and dp2 x sp2 with ZeRO-1 (mpirun -np 4).
 #   2. the checkpoints the tp2 and the sp2 runs wrote at step 6 (gathered full tensors) resume with
 #      dp1 for steps 7..8 with the same losses (<= 1e-5);
 #   3. ZeRO-1 (parallel.zero1, dp2) resumed from the same dp2 checkpoint continues with the losses
@@ -87,7 +87,7 @@ for case in softmax 2mamba; do
   [[ $(grep -c "^step      8/8 | loss" "$WORK/$case-tp2.log") == 1 ]] || { echo "rank 1 printed progress"; exit 1; }
   run "$case-sp2" 2 "$config" --set parallel.dp=1 --set parallel.sp=2 --resume "$ckpt"
   compare "$case-dp2" "$case-sp2" 5
-  for layout in "dp=2 tp=2" "tp=2 sp=2" "dp=2 sp=2"; do
+  for layout in "dp=2 tp=2" "tp=2 sp=2" "dp=2 sp=2" "dp=2 sp=2 zero1=true"; do
     name=$case-${layout// /-}
     sets=(--set parallel.dp=1)
     for kv in $layout; do sets+=(--set "parallel.$kv"); done
