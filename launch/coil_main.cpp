@@ -123,6 +123,7 @@ int run(int argc, char** argv) {
   app.require_subcommand(0, 1);
   CLI::App* help = app.add_subcommand("help");
   help->set_help_flag();
+  help->allow_extras();  // `coil help train` shows the overview too
   for (const auto& [name, fn] : commands) {
     // No options of its own: everything after the word is the command's.
     CLI::App* sub = app.add_subcommand(name);
@@ -140,7 +141,8 @@ int run(int argc, char** argv) {
     }
     for (const auto& [name, fn] : commands)
       if (app.got_subcommand(name)) return fn(app.get_subcommand(name)->remaining());
-    throw coil::cli::UsageError("unknown command '" + app.remaining().front() + "'");
+    const std::vector<std::string> rest = app.remaining();
+    throw coil::cli::UsageError(rest.empty() ? "expects a command" : "unknown command '" + rest.front() + "'");
   }, std::cout, std::cerr, "coil: ");
 }
 
