@@ -31,10 +31,11 @@ const char* kTrainUsage =
     "resolved config, a progress line every train.log_every steps, writes JSONL metrics to\n"
     "logging.jsonl and HDF5 checkpoints to checkpoint.dir.\n"
     "\n"
-    "Data parallel: start it under mpirun with parallel.dp equal to the number of ranks, e.g.\n"
-    "  mpirun -np 2 coil train --config RUN.yaml --set parallel.dp=2\n"
-    "train.batch_size is the global micro-batch (each rank takes batch_size / dp rows); rank 0\n"
-    "prints, writes metrics and checkpoints, which resume under any dp.\n"
+    "Parallel runs: start it under mpirun with parallel.dp x tp x sp equal to the number of ranks,\n"
+    "e.g.  mpirun -np 4 coil train --config RUN.yaml --set parallel.dp=2 --set parallel.tp=2\n"
+    "(parallel.zero1: true shards the AdamW state over dp x sp). train.batch_size is the global\n"
+    "micro-batch; rank 0 prints and writes metrics and checkpoints. Checkpoints hold full tensors\n"
+    "and resume under any dp / tp / sp layout.\n"
     "\n"
     "options:\n"
     "  --config FILE        the run config (required)\n"
@@ -67,7 +68,8 @@ int train_on(const CommPtr& world, const std::string& config_path,
   try {
     config = load_run_config(config_path, overrides);
     check_grid(*config, world->size());
-    // dp is the world while tp = sp = 1.
+    // The sources get the world rank and size; with tp or sp every rank takes the whole global
+    // batch and the sharded model picks its block (trainer/train_parallel.h).
     train_source = make_train_source(*config, world->rank(), world->size());
     eval_source = make_eval_source(*config, world->rank(), world->size());
   } catch (...) {
