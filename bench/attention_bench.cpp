@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernel_bench.h"
 #include "core/autograd/grad_mode.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -39,68 +40,22 @@ using namespace coil;
 
 inline constexpr int64_t kMaxNativeT = 2048;
 
-struct Options {
-  int iters = 20, warmup = 3;
-  int64_t tokens = 32768, heads = 16, dim = 64;
-  std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384, 32768};
+struct Options : bench::KernelBenchOptions {
   std::string csv;
 };
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    auto next = [&]() -> std::string {
-      COIL_CHECK(i + 1 < argc, argv[i], " needs a value");
-      return argv[++i];
-    };
-    const std::string a = argv[i];
-    if (a == "--iters") o.iters = std::stoi(next());
-    else if (a == "--warmup") o.warmup = std::stoi(next());
-    else if (a == "--tokens") o.tokens = std::stoll(next());
-    else if (a == "--heads") o.heads = std::stoll(next());
-    else if (a == "--dim") o.dim = std::stoll(next());
-    else if (a == "--csv") o.csv = next();
-    else if (a == "--lengths") {
-      o.lengths.clear();
-      std::stringstream ss(next());
-      for (std::string t; std::getline(ss, t, ',');) o.lengths.push_back(std::stoll(t));
-    } else {
-      COIL_FAIL("unknown argument ", a,
-                " (see the top of bench/attention_bench.cpp for the options)");
-    }
-  }
-  COIL_CHECK(o.iters > 0 && o.warmup >= 0, "--iters must be > 0");
+  bench::parse_kernel_bench_args(argc, argv, o, "bench/attention_bench.cpp",
+                                 [&](const std::string& a, const std::function<std::string()>& next) {
+                                   if (a != "--csv") return false;
+                                   o.csv = next();
+                                   return true;
+                                 });
   return o;
 }
 
-// Median time in ms of `iters` calls of fn, each between two events on the current stream; `between`
-// runs untimed after each call.
-double median_ms(int warmup, int iters, const std::function<void()>& fn,
-                 const std::function<void()>& between) {
-  cudaStream_t stream = cuda::current_stream(0);
-  cudaEvent_t start, stop;
-  COIL_CUDA_CHECK(cudaEventCreate(&start));
-  COIL_CUDA_CHECK(cudaEventCreate(&stop));
-  for (int i = 0; i < warmup; ++i) {
-    fn();
-    between();
-  }
-  std::vector<double> ms;
-  for (int i = 0; i < iters; ++i) {
-    COIL_CUDA_CHECK(cudaEventRecord(start, stream));
-    fn();
-    COIL_CUDA_CHECK(cudaEventRecord(stop, stream));
-    COIL_CUDA_CHECK(cudaEventSynchronize(stop));
-    float t = 0.0f;
-    COIL_CUDA_CHECK(cudaEventElapsedTime(&t, start, stop));
-    ms.push_back(t);
-    between();
-  }
-  COIL_CUDA_CHECK(cudaEventDestroy(start));
-  COIL_CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
+using bench::median_ms;
 
 int run(const Options& opt) {
   if (!device_type_available(DeviceType::CUDA)) {
