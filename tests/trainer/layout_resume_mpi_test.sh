@@ -20,20 +20,12 @@ SRC=$3
 WORK=$4
 command -v python3 >/dev/null || { echo "python3 not found: skipped"; exit 77; }
 rm -rf "$WORK"
-mkdir -p "$WORK/corpus"
+mkdir -p "$WORK"
 export OMP_NUM_THREADS=1
 
-python3 - "$WORK/corpus" <<'PY'
-import json, random, sys
-rng = random.Random(5)
-words = "the of and to in a is that for it as was with be by on not he this are or his".split()
-for split, n in (("train", 200), ("heldout", 30)):
-    with open(f"{sys.argv[1]}/{split}.jsonl", "w") as f:
-        for i in range(n):
-            text = " ".join(rng.choice(words) for _ in range(rng.randint(2, 30)))
-            f.write(json.dumps({"id": f"t/{i}", "source": "t", "text": text}) + "\n")
-PY
-"$COIL" data tokenize --corpus "$WORK/corpus" --tokenizer bytes --out "$WORK/tok" --threads 1 >/dev/null
+# A small corpus of documents of varied length (deterministic), byte-tokenized into $WORK/tok.
+source "$SRC/tests/trainer/train_mpi_lib.sh"
+make_byte_shards 5 200 30
 
 common=(--set train.steps=8 --set train.batch_size=4 --set train.seq_len=32 --set train.grad_accum=2
         --set train.eval_every=4 --set train.eval_batches=2 --set train.log_every=1
@@ -46,26 +38,6 @@ run() {  # NAME RANKS CONFIG EXTRA... -> $WORK/NAME/{ckpt,metrics.jsonl,log}
   "${launcher[@]}" "$COIL" train --config "$SRC/configs/runs/$config" "${common[@]}" "${extra[@]}" \
     --set checkpoint.dir="$WORK/$name/ckpt" --set logging.jsonl="$WORK/$name/metrics.jsonl" "$@" \
     >"$WORK/$name.log" 2>&1 || { cat "$WORK/$name.log"; echo "FAILED: $name"; exit 1; }
-}
-
-compare() {  # A B FIRST_STEP: per-step losses of B from FIRST_STEP on equal A's (and held-out losses)
-  python3 - "$WORK/$1/metrics.jsonl" "$WORK/$2/metrics.jsonl" "$3" <<'PY'
-import json, sys
-a = {r["step"]: r for r in map(json.loads, open(sys.argv[1]))}
-b = [json.loads(l) for l in open(sys.argv[2])]
-first = int(sys.argv[3])
-steps = [r["step"] for r in b]
-assert steps == list(range(first, 9)), f"{sys.argv[2]}: steps {steps} (one line per step, rank 0 only)"
-worst = 0.0
-for r in b:
-    for key in ("loss", "eval_loss"):
-        if key in r:
-            ref = a[r["step"]][key]
-            rel = abs(r[key] - ref) / abs(ref)
-            worst = max(worst, rel)
-            assert rel <= 1e-5, f"step {r['step']} {key}: {r[key]} vs {ref} (rel {rel:.3g})"
-print(f"  {sys.argv[2].split('/')[-2]} vs {sys.argv[1].split('/')[-2]}: steps {first}..8, worst rel diff {worst:.3g}")
-PY
 }
 
 for case in softmax 2mamba; do
