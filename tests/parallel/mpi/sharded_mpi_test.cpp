@@ -35,20 +35,8 @@ constexpr double kTolAfterUpdate = 1e-4;
 double grad_tol(DType dt) { return dt == DType::F64 ? 1e-10 : 2e-5; }
 constexpr int64_t kBatch = 2, kSeq = 16;
 
-ModelConfig tiny(const std::string& name) {
-  ModelConfig c = load_model_config(std::string(COIL_SOURCE_DIR) + "/configs/models/" + name + "-tiny.yaml");
-  // Several chunks per shard, so the chunked scans pass states inside a shard too.
-  c.linear.chunk_size = 4;
-  c.mamba2.chunk_size = 4;
-  return c;
-}
-
-Tensor random_ids(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> v(size_t(B * T));
-  for (auto& x : v) x = int64_t(g.next_uniform() * double(V)) % V;
-  return Tensor::from_ints(v, {B, T});
-}
+using coil::testing::random_ids;
+using coil::testing::tiny_chunked_config;
 
 struct Result {
   double logits = 0, loss0 = 0, grads = 0, losses = 0;
@@ -62,7 +50,7 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   shape.dp = dp;
   shape.tp = tp;
   shape.sp = sp;
-  const ModelConfig cfg = tiny(name);
+  const ModelConfig cfg = tiny_chunked_config(name);
   validate_parallel_layout(cfg, shape, world()->size(), kSeq, kBatch);
   ProcessGrid grid(world(), shape);
   ParallelOptions po;
@@ -180,7 +168,7 @@ namespace {
 // rounding the fp32 layout comparisons above cannot beat.
 TEST(MpiShardedReference, Fp32RoundingOfTheReference) {
   for (const std::string name : {"2mamba", "mamba2"}) {
-    const ModelConfig cfg = tiny(name);
+    const ModelConfig cfg = tiny_chunked_config(name);
     LanguageModel m32(cfg, ParamOptions{DType::F32, Device::cpu()});
     LanguageModel m64(cfg, ParamOptions{DType::F64, Device::cpu()});
     Tensor ids = random_ids(kBatch, kSeq, cfg.vocab, 100), tgt = random_ids(kBatch, kSeq, cfg.vocab, 200);

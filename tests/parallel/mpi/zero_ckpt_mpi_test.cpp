@@ -19,19 +19,7 @@ namespace {
 using coil::testing::max_rel_err;
 using coil::testing::world;
 
-ModelConfig tiny_cfg(const std::string& name) {
-  ModelConfig c = load_model_config(std::string(COIL_SOURCE_DIR) + "/configs/models/" + name + "-tiny.yaml");
-  c.linear.chunk_size = 4;
-  c.mamba2.chunk_size = 4;
-  return c;
-}
-
-Tensor ids_of(int64_t B, int64_t T, int64_t V, uint64_t seed) {
-  Generator g(seed);
-  std::vector<int64_t> v(size_t(B * T));
-  for (auto& x : v) x = int64_t(g.next_uniform() * double(V)) % V;
-  return Tensor::from_ints(v, {B, T});
-}
+using coil::testing::random_ids;
 
 GridShape shape_of(int dp, int tp, int sp) {
   GridShape s;
@@ -57,7 +45,7 @@ double max_param_err(const StateDict& a, const StateDict& b) {
 // ZeRO-1 over grad_group() vs DataParallel (sum) + AdamW, both sharded the same way.
 void zero_equals_dp(const std::string& mixer, const GridShape& s) {
   ProcessGrid grid(world(), s);
-  const ModelConfig cfg = tiny_cfg(mixer);
+  const ModelConfig cfg = coil::testing::tiny_chunked_config(mixer);
   ParallelLanguageModel a(cfg, ParallelGroups::of(grid)), b(cfg, ParallelGroups::of(grid));
   DataParallelOptions dopt;
   dopt.average = false;
@@ -70,7 +58,7 @@ void zero_equals_dp(const std::string& mixer, const GridShape& s) {
   EXPECT_LE(opt_b.shard_numel() * b.grad_group()->size() - b.num_parameters(), b.grad_group()->size());
   double worst = 0;
   for (int step = 0; step < 5; ++step) {
-    Tensor ids = ids_of(4, 16, cfg.vocab, 10 + step), tgt = ids_of(4, 16, cfg.vocab, 20 + step);
+    Tensor ids = random_ids(4, 16, cfg.vocab, 10 + step), tgt = random_ids(4, 16, cfg.vocab, 20 + step);
     Tensor la = a.loss(a.local_batch(ids), a.local_batch(tgt));
     la.backward();
     ddp.finish();
@@ -102,8 +90,8 @@ TEST(Mpi4Ranks, ZeroEqualsDataParallelDp2Sp2) { zero_equals_dp("softmax", shape_
 // Train 2 steps under layout `from` (ZeRO), save full tensors; load them under layout `to` and into
 // a plain single-rank LanguageModel; the next loss and the next step's parameters agree.
 void checkpoint_across(const std::string& mixer, const GridShape& from, const GridShape& to) {
-  const ModelConfig cfg = tiny_cfg(mixer);
-  Tensor ids = ids_of(4, 16, cfg.vocab, 7), tgt = ids_of(4, 16, cfg.vocab, 8);
+  const ModelConfig cfg = coil::testing::tiny_chunked_config(mixer);
+  Tensor ids = random_ids(4, 16, cfg.vocab, 7), tgt = random_ids(4, 16, cfg.vocab, 8);
   StateDict params, m, v;
   int64_t steps = 0;
   double loss_from = 0;
