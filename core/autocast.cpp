@@ -1,6 +1,7 @@
 // The autocast state (per thread) and the casts the op front-ends ask for (core/ops/op_utils.h).
 #include "core/autocast.h"
 
+#include <span>
 #include <unordered_map>
 
 #include "core/autograd/grad_mode.h"
@@ -84,16 +85,16 @@ Tensor autocast_f32(const Tensor& t) {
   return t.to(DType::F32);
 }
 
-void autocast_promote(std::vector<Tensor*> ts) {
+void autocast_promote(Tensor* const* ts, size_t n) {
   if (!tls.enabled) return;
   bool any_f32 = false, any_lower = false;
-  for (Tensor* t : ts) {
+  for (Tensor* t : std::span(ts, n)) {
     if (!t->defined()) continue;
     any_f32 |= t->dtype() == DType::F32;
     any_lower |= t->dtype() == tls.lower;
   }
   if (!(any_f32 && any_lower)) return;
-  for (Tensor* t : ts)
+  for (Tensor* t : std::span(ts, n))
     if (t->defined() && t->dtype() == tls.lower) *t = t->to(DType::F32);
 }
 

@@ -1,8 +1,10 @@
 // Shared checks and dispatch helpers for the op front-ends in this folder.
 #pragma once
 
+#include <initializer_list>
 #include <string>
 
+#include "core/autocast.h"
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops.h"
@@ -66,6 +68,8 @@ Tensor autocast_like(const Tensor& t, const Tensor& ref);
 Tensor autocast_f32(const Tensor& t);
 // When the tensors mix f32 and the lower precision, the lower ones are cast to f32 (in place in the
 // caller's variables); undefined entries are skipped.
-void autocast_promote(std::vector<Tensor*> ts);
+void autocast_promote(Tensor* const* ts, size_t n);
+// The same for a braced list of variables; free (no allocation) when no guard is enabled.
+inline void autocast_promote(std::initializer_list<Tensor*> ts) { autocast_promote(ts.begin(), ts.size()); }
 
 }  // namespace coil::detail

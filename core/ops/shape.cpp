@@ -8,10 +8,10 @@ using namespace detail;
 Tensor concat(const std::vector<Tensor>& xs_in, int64_t dim) {
   COIL_CHECK(!xs_in.empty(), "concat: no tensors given");
   std::vector<Tensor> xs = xs_in;
-  {
+  if (autocast_enabled()) {
     std::vector<Tensor*> ptrs;
     for (Tensor& x : xs) ptrs.push_back(&x);
-    autocast_promote(ptrs);
+    autocast_promote(ptrs.data(), ptrs.size());
   }
   const Tensor& x0 = xs[0];
   check_floating("concat", x0, "input 0");
