@@ -5,6 +5,9 @@
 #   bash bench/gpu_check.sh                 # from anywhere; extra arguments go to the cmake configure
 #   BUILD_DIR=b JOBS=8 bash bench/gpu_check.sh
 # Exit status: 0 when everything built and no test failed.
+# The eval tests read the lm-eval jsonl files from $COIL_EVAL_DATA, else ../shared/eval-data. A GPU node
+# that gets only a copy of the repository has no ../shared: copy the folder into .evaldata/ (ignored by
+# git; `cp -r ../shared/eval-data .evaldata`) and send it along; this script then points the tests at it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,6 +17,9 @@ LOG_DIR="$BUILD_DIR/gpu_check"
 # Tests that start MPI run as root on some GPU nodes.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export PATH=/usr/local/cuda/bin:$PATH
+if [ -z "${COIL_EVAL_DATA:-}" ] && [ ! -d ../shared/eval-data ] && [ -d .evaldata ]; then
+  export COIL_EVAL_DATA=$ROOT/.evaldata
+fi
 
 device=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null |
          head -n 1)
