@@ -140,10 +140,5 @@ int run(const Options& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(parse(argc, argv));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "coil_attention_bench: %s\n", e.what());
-    return 1;
-  }
+  return coil::bench::guarded_main("coil_attention_bench", argc, argv, [](int c, char** v) { return run(parse(c, v)); });
 }

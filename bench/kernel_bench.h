@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <sstream>
@@ -79,6 +81,16 @@ inline double median_ms(int warmup, int iters, const std::function<void()>& fn,
   COIL_CUDA_CHECK(cudaEventDestroy(stop));
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+// A benchmark's main: runs body(argc, argv); an exception prints "name: what" and exits 1.
+inline int guarded_main(const char* name, int argc, char** argv, int (*body)(int, char**)) {
+  try {
+    return body(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", name, e.what());
+    return 1;
+  }
 }
 
 }  // namespace coil::bench
