@@ -14,11 +14,14 @@
 #include "trainer/adamw.h"
 #include "trainer/batch_source.h"
 #include "trainer/run_config.h"
+#include "trainer_test_util.h"
 
 namespace coil {
 namespace {
 
 namespace fs = std::filesystem;
+using trainertest::fresh_dir;
+using trainertest::slurp;
 
 ModelConfig tiny_model(int64_t d_model = 32, uint64_t seed = 0) {
   ModelConfig c;
@@ -30,21 +33,6 @@ ModelConfig tiny_model(int64_t d_model = 32, uint64_t seed = 0) {
   c.mlp_hidden = 2 * d_model;
   c.seed = seed;
   return c;
-}
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("coil_ckpt_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // A model and optimizer after a few real steps (non-zero moments, step counts).

@@ -14,29 +14,16 @@
 
 #include "data/dataset.h"
 #include "data/shard.h"
+#include "trainer_test_util.h"
 
 namespace coil {
 namespace {
 
 namespace fs = std::filesystem;
+using trainertest::slurp;
 
 // Exit status and stderr (stdout, the resolved config and progress, is dropped).
-std::pair<int, std::string> run_command(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1 >/dev/null").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+std::pair<int, std::string> run_command(const std::string& cmd) { return trainertest::run_command(cmd, false); }
 
 class CliErrorsTest : public ::testing::Test {
  protected:

@@ -15,18 +15,13 @@
 #include "data/shard.h"
 #include "trainer/shard_source.h"
 #include "trainer/train_loop.h"
+#include "trainer_test_util.h"
 
 namespace coil {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("coil_shard_src_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using trainertest::fresh_dir;
 
 // Documents of 3..40 tokens over ids [0, 20) in two train shards and one held-out shard, with the
 // byte tokenizer's special ids moved into a vocab of 24 (BOS 20, EOS 21, PAD 22).

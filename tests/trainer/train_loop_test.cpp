@@ -17,26 +17,15 @@
 
 #include "core/error.h"
 #include "trainer/train_parallel.h"
+#include "trainer_test_util.h"
 
 namespace coil {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path fresh_dir(const std::string& name) {
-  fs::path d =
-      fs::temp_directory_path() / ("coil_train_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using trainertest::fresh_dir;
+using trainertest::run_command;
+using trainertest::slurp;
 
 // 40 steps of a tiny model with grad accumulation, held-out loss, a checkpoint every 20 steps.
 RunConfig tiny_run(const fs::path& dir, const std::string& mixer = "softmax") {
@@ -277,16 +266,6 @@ TEST(TrainLoopTest, WeightDecayGroups) {
   o.resume = "auto";
   EXPECT_EQ(train(c, *ts2, nullptr, o).start_step, 2);
   fs::remove_all(d);
-}
-
-std::pair<int, std::string> run_command(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 TEST(TrainLoopTest, GridErrorsNameTheConfigAndTheNumbers) {
