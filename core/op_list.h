@@ -77,6 +77,14 @@
                                  /* max(den_i, 1e-8) when attrs.sm_norm                            */ \
   X(LinAttnBackward, "linattn_backward", B) /* in: dy, q, k, v, acs|undefined, y, den ->            */ \
                                  /* out: dq, dk, dv, dacs (stat dtype; undefined without acs)      */ \
+  X(SelectiveScan, "selective_scan", F) /* Mamba-1 scan (layers/ssm_scan.h): in: u (B, T, D), dt   */ \
+                                 /* (B, T, D) stat dtype, A (D, N) stat, Bm, Cm (B, T, N), h0       */ \
+                                 /* (B, D, N) stat or undefined (zero) -> out: y (B, T, D), hT     */ \
+                                 /* (B, D, N) stat, hc (B, ceil(T / kSelectiveScanChunk), D, N)    */ \
+                                 /* stat: the state entering each chunk (for the backward).        */ \
+                                 /* h_t = exp(dt_t A) h_{t-1} + dt_t u_t Bm_t, y_t = h_t . Cm_t      */ \
+  X(SelectiveScanBackward, "selective_scan_backward", B) /* in: dy, dhT|undefined, u, dt, A, Bm,  */ \
+                                 /* Cm, hc -> out: du, ddt, dA, dBm, dCm, dh0 (dtypes of the inputs) */ \
   /* optimizer                                                                                     */ \
   X(AdamW, "adamw", N)           /* in-place on in: param, grad, m, v (f32 or f64, same shape);    */ \
                                  /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */

@@ -73,6 +73,15 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
 inline constexpr double kLinAttnDenominatorEps = 1e-8;
 Tensor linattn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& acs, int64_t power,
                bool sm_norm, double scale, Tensor* den = nullptr);
+// Mamba-1 selective scan (spec/models.md 8; layers/ssm_scan.h has the composed reference forms):
+// u (B, T, D), dt (B, T, D) (already softplus'ed), A (D, N), Bm, Cm (B, T, N), h0 (B, D, N) or
+// undefined (zero). h_t = exp(dt_t A) h_{t-1} + dt_t u_t Bm_t, y_t = h_t . Cm_t. dt, A, h0 and the state
+// are in the statistics precision (f32 for f32 / bf16 inputs, f64 for f64); under autocast u, Bm, Cm
+// run in bf16. The backward recomputes the states from those saved every kSelectiveScanChunk tokens.
+// -> y (B, T, D) in u's dtype; *h_out, when given, the state after the last token (differentiable).
+inline constexpr int64_t kSelectiveScanChunk = 64;
+Tensor selective_scan(const Tensor& u, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
+                      const Tensor& h0, Tensor* h_out = nullptr);
 // logits (..., V), targets (...) i32 -> () mean over targets != ignore_index (0 when none counted).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // Causal depthwise conv: x (B, T, C), w (C, W), b (C) -> (B, T, C).

@@ -1,4 +1,5 @@
-// Mamba-1: mamba_ssm's init (S4D-real A, dt_proj), the projections and the three scan forms.
+// Mamba-1: mamba_ssm's init (S4D-real A, dt_proj), the projections and the three scan forms (forward
+// and forward_stateful run the fused selective_scan op; the composed forms stay as references).
 #include "layers/mamba1.h"
 
 #include <algorithm>
@@ -105,7 +106,12 @@ Tensor Mamba1::forward_form(const Tensor& x, ScanForm form, const MixerState& in
       ys.push_back(selective_scan_step(at(u, t), at(dt, t), A, at(dbc[1], t), at(dbc[2], t), h)
                        .unsqueeze(1));
     y = T == 1 ? ys[0] : concat(ys, 1);
+  } else if (form == ScanForm::kChunked && (!u.device().is_cuda() || N <= 32)) {
+    // The fused scan (exact at any length, so chunk_size no longer matters here); its CUDA kernel
+    // holds a channel's states in one warp, so a larger d_state takes the composed form below.
+    y = selective_scan(u, dt, A, dbc[1], dbc[2], h, out ? &h : nullptr);
   } else {
+    // The composed form: the one-chunk reference of the tests (kQuadratic), or chunk_size chunks.
     const int64_t chunk = form == ScanForm::kQuadratic ? T : chunk_size;
     y = selective_scan_chunked(u, dt, A, dbc[1], dbc[2], chunk, h, out ? &h : nullptr);
   }

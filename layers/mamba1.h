@@ -3,7 +3,8 @@
 //   [dt_low | B | C] = x W_x (no bias), dt = softplus(dt_low W_dt + b_dt), A = -exp(A_log) (d_inner, N),
 //   h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t, y_t = h_t C_t + D x_t, out = (y * silu(z)) W_out.
 // Init: A_log = log(1..N) per row (S4D-real), D = 1, dt_proj weight U(+-dt_rank^-0.5) and bias
-// softplus^{-1}(dt), dt ~ exp U[log 1e-3, log 1e-1]. forward runs the chunked scan.
+// softplus^{-1}(dt), dt ~ exp U[log 1e-3, log 1e-1]. forward runs the fused selective scan (op
+// SelectiveScan, exact: chunk_size only sets the composed chunked form, used where the op is not).
 // MixerState: "ssm" (B, d_inner, d_state) and "conv" (B, d_conv - 1, d_inner), the raw pre-conv x rows.
 #pragma once
 
@@ -22,14 +23,15 @@ void validate_mamba1_options(const Mamba1Options& o);
 class Mamba1 : public Mixer {
  public:
   Mamba1(int64_t dim, const Mamba1Options& options, Generator& gen, const ParamOptions& opt = {});
-  // x (B, T, C) -> (B, T, C), chunked selective scan from a zero state.
+  // x (B, T, C) -> (B, T, C), fused selective scan from a zero state.
   Tensor forward(const Tensor& x) const override;
   Tensor forward_stateful(const Tensor& x, const MixerState& in, MixerState* out) const override;
   Tensor step(const Tensor& x, MixerState& state) const override;
   int64_t decode_state_values(int64_t /*context*/) const override {
     return d_inner * d_state + (d_conv - 1) * d_inner;
   }
-  // Any form; kQuadratic is the chunked scan with one chunk covering the whole input.
+  // Any form; kChunked runs the fused op (the composed chunked scan for d_state > 32 on CUDA),
+  // kQuadratic the composed scan with one chunk covering the whole input.
   Tensor forward_form(const Tensor& x, ScanForm form, const MixerState& in, MixerState* out) const;
   static int64_t dt_rank_of(int64_t dim, const Mamba1Options& options) {
     return options.dt_rank > 0 ? options.dt_rank : (dim + 15) / 16;

@@ -105,6 +105,7 @@ const std::vector<OpCase>& op_cases() {
     add_linalg_cases(v);
     add_model_cases(v);
     add_linattn_cases(v);
+    add_scan_cases(v);
     add_optimizer_cases(v);
     return v;
   }();

@@ -142,6 +142,47 @@ TEST(Mamba1Forms, SelectiveScanFormsAgree) {
   }
 }
 
+// The fused op (selective_scan: ops SelectiveScan / SelectiveScanBackward) against the composed
+// chunked form it replaces in Mamba1's forward: y, the final state and every gradient (u, dt, A, B, C,
+// h0 through both outputs), with and without an incoming state, over several 64-token chunks of the
+// fused backward's recomputation, in f64 (to rounding) and f32.
+TEST(Mamba1Fused, SelectiveScanMatchesComposed) {
+  const int64_t B = 2, T = 150, D = 5, N = 4;
+  for (DType t : {DType::F64, DType::F32}) {
+    Generator gen(41);
+    auto leaf = [&](Tensor x) { return x.to(t).set_requires_grad(true); };
+    Tensor dt = leaf(exp(Tensor::uniform({B, T, D}, gen, std::log(1e-3), std::log(1.0), DType::F64)));
+    Tensor A = leaf(scale(exp(Tensor::uniform({D, N}, gen, 0.0, std::log(16.0), DType::F64)), -1.0));
+    Tensor u = leaf(Tensor::randn({B, T, D}, gen, DType::F64));
+    Tensor Bm = leaf(Tensor::randn({B, T, N}, gen, DType::F64)), Cm = leaf(Tensor::randn({B, T, N}, gen, DType::F64));
+    Tensor h0 = leaf(Tensor::randn({B, D, N}, gen, DType::F64));
+    Tensor ry = Tensor::randn({B, T, D}, gen, DType::F64).to(t), rh = Tensor::randn({B, D, N}, gen, DType::F64).to(t);
+    const double tol = t == DType::F64 ? 1e-11 : 2e-4;
+    for (bool with_h0 : {false, true}) {
+      std::vector<Tensor> leaves{u, dt, A, Bm, Cm};
+      if (with_h0) leaves.push_back(h0);
+      auto run = [&](bool fused) {
+        for (const Tensor& l : leaves) l.zero_grad();
+        Tensor hT;
+        Tensor y = fused ? selective_scan(u, dt, A, Bm, Cm, with_h0 ? h0 : Tensor(), &hT)
+                         : selective_scan_chunked(u, dt, A, Bm, Cm, 16, with_h0 ? h0 : Tensor(), &hT);
+        (sum(y * ry) + sum(hT * rh)).backward();
+        std::vector<std::vector<double>> out{y.to_vector(), hT.to_vector()};
+        for (const Tensor& l : leaves) out.push_back(l.grad().to_vector());
+        return out;
+      };
+      const auto want = run(false), got = run(true);
+      const char* names[] = {"y", "hT", "du", "ddt", "dA", "dB", "dC", "dh0"};
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double e = max_rel(got[i], want[i]);
+        EXPECT_LT(e, tol) << dtype_name(t) << (with_h0 ? " h0 " : " zero state ") << names[i];
+        std::printf("fused vs composed %s%s %-3s max rel err %.3g\n", dtype_name(t),
+                    with_h0 ? " h0" : "", names[i], e);
+      }
+    }
+  }
+}
+
 TEST(Mamba1Sharding, OutputsAndGradientsMatchTheFullRun) {
   Generator gen(11);
   Mamba1 m(8, tiny_options(), gen, kF64);
