@@ -9,6 +9,7 @@
 //    is what the composed scan does in a bf16 framework: fp32 arithmetic with every elementwise tensor
 //    (the decay exp(dt A), dt u, its product with B, the state, g and the per-state products of the
 //    backward) rounded to bf16, and each sum (over n, d, b) accumulated in fp32 and rounded once.
+// The Mamba1 layer on CUDA (the fused scan inside) matches the layer on the CPU.
 // Shapes cover T across several 64-token chunks, T = 1, N = 16 (Mamba-1), N = 5 (lanes past N), N = 32
 // (one channel per warp) and D not a multiple of a block's channels.
 #include <gtest/gtest.h>
@@ -21,7 +22,9 @@
 
 #include "core/dtype.h"
 #include "core/ops.h"
+#include "core/autograd/grad_mode.h"
 #include "core/random.h"
+#include "layers/mamba1.h"
 #include "tests/cuda/cuda_test_util.h"
 #if COIL_HAVE_CUDA
 #include "kernels/cuda/selective_scan.h"
@@ -249,6 +252,40 @@ TEST(CudaSelectiveScan, Bf16WithinTwiceNaiveError) {
                                          << " vs naive bf16 " << nrms;
     }
   }
+}
+
+// The Mamba1 layer on CUDA (f32: every op of the layer, the scan through the fused op) against the same
+// weights on the CPU in f64: the output and every parameter's and the input's gradient.
+TEST(CudaSelectiveScan, Mamba1LayerMatchesCpu) {
+  REQUIRE_CUDA();
+  Mamba1Options o;  // d_state 16, expand 2, d_conv 4
+  const int64_t C = 24, B = 2, T = 150;
+  Generator g1(7), g2(7);
+  Mamba1 cpu(C, o, g1, ParamOptions{DType::F64, Device::cpu()});
+  Mamba1 gpu(C, o, g2, ParamOptions{DType::F32, Device::cuda(0)});
+  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  ASSERT_EQ(pc.size(), pg.size());
+  {
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < pc.size(); ++i) Tensor(pg[i].second).copy_(pc[i].second);  // shares storage
+  }
+  Generator gen(8);
+  // f32-representable inputs, so both devices see the same values.
+  Tensor x = Tensor::randn({B, T, C}, gen, DType::F64).to(DType::F32).to(DType::F64);
+  Tensor r = Tensor::randn({B, T, C}, gen, DType::F64).to(DType::F32).to(DType::F64);
+  Tensor xc = x.set_requires_grad(true);
+  Tensor xg = x.to(DType::F32).to(Device::cuda(0)).detach().set_requires_grad(true);
+  Tensor yc = cpu.forward(xc), yg = gpu.forward(xg);
+  sum(yc * r).backward();
+  sum(yg * r.to(DType::F32).to(Device::cuda(0))).backward();
+  auto host = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::F64).to_vector(); };
+  auto check = [&](const std::string& what, const std::vector<double>& got, const std::vector<double>& want) {
+    const double err = max_err(got, want), lim = 1e-4 * std::max(1.0, max_abs(want));
+    EXPECT_LE(err, lim) << what;
+  };
+  check("y", host(yg), host(yc));
+  check("dx", host(xg.grad()), host(xc.grad()));
+  for (size_t i = 0; i < pc.size(); ++i) check("d " + pc[i].first, host(pg[i].second.grad()), host(pc[i].second.grad()));
 }
 
 }  // namespace
