@@ -1,5 +1,7 @@
-// Causal attention of a block of queries over every earlier key plus its own: the composed (op-level)
-// reference that KV-cache decoding and sequence sharding of softmax attention and 2Mamba-E use.
+// Causal attention of a block of queries over every earlier key plus its own, as KV-cache decoding and
+// sequence sharding of softmax attention and 2Mamba-E use it. Computed in blocks of queries x keys with
+// an online softmax and recomputed in backward (one autograd node), so memory is O((Tq + Tk) D) plus
+// a bounded score block, never (Tq, Tk); built from tensor ops, so it runs on any device.
 // Queries sit at global positions P + i (i < Tq), keys at 0 .. P + Tq - 1 with P = Tk - Tq; key j is
 // visible to query i iff j <= P + i. With a log-decay cumsum (acs_q (B, Tq, H) at the queries, acs_k
 // (B, Tk, H) at the keys) the score gets + acs_q_i - acs_k_j (2Mamba-E / Forgetting-Transformer style).

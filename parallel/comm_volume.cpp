@@ -110,7 +110,7 @@ void volumes(const CommPtr& world) {
 
 void memory(const CommPtr& world) {
   const int n = world->size();
-  for (const std::string name : {"softmax", "2mamba", "mamba2"}) {
+  for (const std::string name : {"softmax", "2mamba-e", "2mamba", "mamba2"}) {
     ModelConfig c = tiny(name);
     GridShape s;
     s.sp = n;
