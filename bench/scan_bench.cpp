@@ -5,7 +5,8 @@
 // Both ops run through the registry (kernel time, no autograd): fwd = the forward op (y, the final
 // state and the chunk-entry states); f+b = forward then backward op on a fixed dy. Timing: CUDA events
 // on the current stream around each call, after warm-up calls, median of --iters. "GB/s" counts the
-// forward's compulsory traffic (u, dt, B, C read, y written once) over its time.
+// forward's compulsory traffic (u, dt, B, C read, y written once) over its time. Last, one line times
+// the fused op against the composed chunked form it replaced, at a small shape (see compare_composed).
 //   coil_scan_bench [--iters 20] [--warmup 3] [--tokens 32768] [--channels 1536] [--d-state 16]
 //                   [--lengths 1024,2048,4096,8192,16384,32768]
 // (--heads / --dim of the shared options are not used here.)
@@ -22,6 +23,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "core/registry.h"
+#include "layers/ssm_scan.h"
 
 namespace {
 
@@ -97,6 +99,37 @@ Times time_scan(const Options& opt, DType t, const Data& x, int64_t B, int64_t T
   return r;
 }
 
+// The fused op against the composed chunked form it replaced (layers/ssm_scan.h selective_scan_chunked,
+// autograd ops) at one small shape, both through the front-ends with autograd: forward, then backward
+// of sum(y r) + sum(hT r'). f32; the composed form's memory grows as B T chunk D N, so the shape stays
+// small (2048 tokens, chunk 16).
+void compare_composed(const Options& opt) {
+  const Device gpu = Device::cuda(0);
+  const int64_t B = 2, T = 1024, D = opt.channels, N = opt.d_state, chunk = 16;
+  Generator gen(7);
+  auto leaf = [&](Tensor x) { return x.to(gpu).detach().set_requires_grad(true); };
+  Tensor u = leaf(Tensor::randn({B, T, D}, gen, DType::F32));
+  Tensor dt = leaf(exp(Tensor::uniform({B, T, D}, gen, std::log(1e-3), std::log(1e-1), DType::F32)));
+  std::vector<double> a(size_t(D * N));
+  for (int64_t i = 0; i < D * N; ++i) a[size_t(i)] = -double(i % N + 1);
+  Tensor A = leaf(Tensor::from_vector(a, {D, N}, DType::F32));
+  Tensor Bm = leaf(Tensor::randn({B, T, N}, gen, DType::F32)), Cm = leaf(Tensor::randn({B, T, N}, gen, DType::F32));
+  const Tensor ry = Tensor::randn({B, T, D}, gen, DType::F32).to(gpu), rh = Tensor::randn({B, D, N}, gen, DType::F32).to(gpu);
+  auto step = [&](bool fused, bool backward) {
+    Tensor hT;
+    Tensor y = fused ? selective_scan(u, dt, A, Bm, Cm, Tensor(), &hT)
+                     : selective_scan_chunked(u, dt, A, Bm, Cm, chunk, Tensor(), &hT);
+    if (backward) (sum(y * ry) + sum(hT * rh)).backward();
+  };
+  const int it = std::max(3, opt.iters / 4);
+  const double cf = median_ms(1, it, [&] { step(false, false); }), cfb = median_ms(1, it, [&] { step(false, true); });
+  const double ff = median_ms(1, it, [&] { step(true, false); }), ffb = median_ms(1, it, [&] { step(true, true); });
+  std::printf("\nf32 with autograd, B=%lld T=%lld D=%lld N=%lld: composed (chunk %lld) fwd %.3f ms, f+b %.3f ms; "
+              "fused fwd %.3f ms, f+b %.3f ms; composed / fused: fwd %.1fx, f+b %.1fx\n",
+              (long long)B, (long long)T, (long long)D, (long long)N, (long long)chunk, cf, cfb, ff, ffb, cf / ff,
+              cfb / ffb);
+}
+
 int run(const Options& opt) {
   if (!device_type_available(DeviceType::CUDA)) {
     std::fprintf(stderr, "coil_scan_bench: no CUDA device\n");
@@ -135,6 +168,7 @@ int run(const Options& opt) {
                 gbs(2, h.fwd), f.fwd, f.fb, gbs(4, f.fwd));
     std::fflush(stdout);
   }
+  compare_composed(opt);
   return 0;
 }
 
