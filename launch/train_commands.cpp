@@ -2,6 +2,8 @@
 // `coil checkpoint info PATH`.
 #include "launch/train_commands.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -10,6 +12,8 @@
 #include <optional>
 
 #include "launch/cli_args.h"
+#include "layers/lm.h"
+#include "trainer/adamw.h"
 #include "parallel/communicator.h"
 #include "trainer/checkpoint.h"
 #include "trainer/run_config.h"
@@ -35,7 +39,9 @@ const char* kTrainUsage =
     "e.g.  mpirun -np 4 coil train --config RUN.yaml --set parallel.dp=2 --set parallel.tp=2\n"
     "(parallel.zero1: true shards the AdamW state over dp x sp). train.batch_size is the global\n"
     "micro-batch; rank 0 prints and writes metrics and checkpoints. Checkpoints hold full tensors\n"
-    "and resume under any dp / tp / sp layout.\n"
+    "and resume under any dp / tp / sp layout. parallel.backend: auto (NCCL for CUDA runs of more\n"
+    "than one rank, one rank per GPU), nccl, or mpi (tensors staged through host memory; ranks may\n"
+    "share a GPU); the start banner names the one in use.\n"
     "\n"
     "options:\n"
     "  --config FILE        the run config (required)\n"
@@ -47,9 +53,13 @@ const char* kTrainUsage =
 
 const char* kCheckpointUsage =
     "usage: coil checkpoint info PATH\n"
+    "       coil checkpoint compare A B\n"
     "\n"
-    "Prints a checkpoint's step, format version, run config summary and every tensor with its\n"
-    "shape (/params/<name>, /optim/m/<name>, /optim/v/<name>).\n";
+    "info: prints a checkpoint's step, format version, run config summary and every tensor with its\n"
+    "shape (/params/<name>, /optim/m/<name>, /optim/v/<name>).\n"
+    "compare: reads two checkpoints of the same model (any parallel layout wrote them) and prints,\n"
+    "for every parameter, max |a - b| / max |b| (b: the second file), then the worst as\n"
+    "'worst <rel> <name>'. Exit status 0 (the numbers are for the caller to judge).\n";
 
 // Started by mpirun (or another MPI launcher): the environment names a world of processes.
 bool launched_by_mpi() {
@@ -162,6 +172,40 @@ void print_checkpoint_info(const std::string& path) {
   }
 }
 
+// The parameters of a checkpoint by name, in fp32 on the CPU, read through the trainer's own checks.
+std::vector<std::pair<std::string, Tensor>> checkpoint_parameters(const std::string& path) {
+  const CheckpointInfo info = inspect_checkpoint(path);
+  const RunConfig c = parse_run_config(info.meta.config_yaml, path + ":config_yaml");
+  LanguageModel model(c.model, ParamOptions{DType::F32, Device::cpu()});
+  std::unique_ptr<AdamW> opt = make_optimizer(c, model);
+  read_checkpoint(path, model, *opt, "");
+  return model.named_parameters();
+}
+
+void compare_checkpoints(const std::string& a, const std::string& b) {
+  const auto pa = checkpoint_parameters(a), pb = checkpoint_parameters(b);
+  COIL_CHECK(pa.size() == pb.size(), "'", a, "' has ", pa.size(), " parameters, '", b, "' ", pb.size());
+  double worst = 0;
+  std::string worst_name = "-";
+  for (size_t i = 0; i < pa.size(); ++i) {
+    COIL_CHECK(pa[i].first == pb[i].first && pa[i].second.shape() == pb[i].second.shape(), "parameter ",
+               pa[i].first, " of '", a, "' does not match ", pb[i].first, " of '", b, "'");
+    const std::vector<double> x = pa[i].second.to_vector(), y = pb[i].second.to_vector();
+    double d = 0, m = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      d = std::max(d, std::abs(x[k] - y[k]));
+      m = std::max(m, std::abs(y[k]));
+    }
+    const double rel = d / std::max(m, 1e-30);
+    std::printf("%-48s %.3e\n", pa[i].first.c_str(), rel);
+    if (rel > worst || i == 0) {
+      worst = rel;
+      worst_name = pa[i].first;
+    }
+  }
+  std::printf("worst %.3e %s\n", worst, worst_name.c_str());
+}
+
 }  // namespace
 
 int run_train_command(const std::vector<std::string>& args) {
@@ -185,10 +229,18 @@ int run_checkpoint_command(const std::vector<std::string>& args) {
   set_usage(&app, kCheckpointUsage);
   CLI::App* info_cmd = app.add_subcommand("info");
   set_usage(info_cmd, kCheckpointUsage);
-  std::string path;
+  std::string path, path_b;
   info_cmd->add_option("PATH", path)->required();
+  CLI::App* compare_cmd = app.add_subcommand("compare");
+  set_usage(compare_cmd, kCheckpointUsage);
+  compare_cmd->add_option("A", path)->required();
+  compare_cmd->add_option("B", path_b)->required();
   return parse_and_run(app, args, [&] {
-    if (!info_cmd->parsed()) throw UsageError("'coil checkpoint' expects a subcommand (info)");
+    if (compare_cmd->parsed()) {
+      compare_checkpoints(path, path_b);
+      return 0;
+    }
+    if (!info_cmd->parsed()) throw UsageError("'coil checkpoint' expects a subcommand (info or compare)");
     print_checkpoint_info(path);
     return 0;
   });

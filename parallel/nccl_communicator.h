@@ -1,13 +1,29 @@
 // The NCCL communicator: CUDA tensors, collectives enqueued on the tensor's device's current stream
 // (kernels/cuda/stream.h). Bootstrapped through another communicator (the MPI world or a group of it):
 // rank 0 creates the NCCL unique id and broadcasts it, every rank joins with its bootstrap rank, so
-// the NCCL ranks are the bootstrap ranks. One CUDA device per communicator (the one given; one
-// process per GPU). Built only with COIL_HAVE_NCCL (CUDA + NCCL found at configure time).
+// the NCCL ranks are the bootstrap ranks. One CUDA device per rank (the one given; one process per
+// GPU): two ranks on one GPU are refused before NCCL is asked (it would fail with "duplicate GPU").
+// Built only with COIL_HAVE_NCCL (CUDA + NCCL found at configure time).
 //
-// Semantics follow Communicator. Blocking calls synchronise the stream before returning (host code
-// may read the result); all_reduce_async returns a Work that waits on an event recorded after the
-// collective. send / recv match by peer in call order (NCCL has no tags; `tag` is ignored). split
-// uses ncclCommSplit.
+// Host tensors: built over a shared host communicator (the bootstrap, kept), every collective on
+// CPU tensors goes through it (the trainer's metric and setup reductions are host doubles, the
+// sequence-parallel chain sends its metadata as CPU ints); split splits both. Without one, a CPU
+// tensor is an error naming the collective.
+//
+// Ordering: no call blocks the host. Every consumer of a result is stream ordered behind it (kernels
+// on the same current stream), and host reads of CUDA tensors synchronise the stream (the CUDA
+// backend's device-to-host copy), so a host sync per collective would only cost time (one per
+// tensor-parallel layer). all_reduce_async runs on a side stream of this communicator, behind an
+// event recorded on the current stream (the kernels that wrote the buffer), and its Work's wait()
+// makes the current stream wait for it (no host block). Two reasons: gradient buckets reduce while
+// backward goes on, and a bucket started between a sequence-parallel recv and the matching send
+// (ranks of a chain reach their buckets at different points of backward) cannot block the chain,
+// which on one stream would wait for each other (rank a: recv, then the bucket; rank b: the
+// bucket, then the send). send / recv match by peer in call order (NCCL has no tags; `tag` is
+// ignored); each is enqueued alone, which is deadlock free for the acyclic chains of
+// parallel/sequence.cpp and for rings whose even ranks send first. split uses ncclCommSplit.
+//
+// Types: f32, f64, bf16 (moved; reductions refused as in every Communicator), i32, i64.
 #pragma once
 
 #include <memory>
@@ -21,12 +37,15 @@ struct NcclCommState;  // the ncclComm_t and device, freed with the last communi
 
 class NcclCommunicator : public Communicator {
  public:
-  // Collective over bootstrap.
+  // Collective over bootstrap; CPU tensors are refused.
   NcclCommunicator(Communicator& bootstrap, int device, std::string label = "world");
+  // Collective over host; host is kept for CPU tensors (see above).
+  NcclCommunicator(CommPtr host, int device, std::string label = "world");
   ~NcclCommunicator() override;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  std::string name() const override { return "nccl:" + label_; }
+  std::string name() const override;
+  int device() const;
   void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum) override;
   void reduce_scatter(const Tensor& input, const Tensor& output, ReduceOp op = ReduceOp::Sum) override;
@@ -34,14 +53,19 @@ class NcclCommunicator : public Communicator {
   void broadcast(const Tensor& t, int root) override;
   void send(const Tensor& t, int dst, int tag = 0) override;
   void recv(const Tensor& t, int src, int tag = 0) override;
+  // Blocks the host until every rank reached it (the host communicator's barrier when there is one,
+  // else an all-reduce of one float and a stream synchronisation).
   void barrier() override;
   CommPtr split(int color, int key, const std::string& label) override;
 
  private:
-  NcclCommunicator(std::shared_ptr<NcclCommState> state, std::string label);
-  void enqueue_all_reduce(const Tensor& t, ReduceOp op);
-  void sync() const;
+  NcclCommunicator(std::shared_ptr<NcclCommState> state, CommPtr host, std::string label);
+  void init(Communicator& bootstrap, int device);
+  // The host communicator for a CPU tensor (nullptr for a CUDA tensor); throws when t is on the
+  // CPU and there is none, or is on another CUDA device than this communicator's.
+  Communicator* route(const char* op, const Tensor& t, const char* what) const;
   std::shared_ptr<NcclCommState> state_;
+  CommPtr host_;
   int rank_ = 0, size_ = 1;
   std::string label_;
 };

@@ -192,7 +192,9 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
             return std::vector<Field>{yaml::int_field(f, "dp", &c.parallel.dp, 1),
                                       yaml::int_field(f, "tp", &c.parallel.tp, 1),
                                       yaml::int_field(f, "sp", &c.parallel.sp, 1),
-                                      yaml::bool_field(f, "zero1", &c.parallel.zero1)};
+                                      yaml::bool_field(f, "zero1", &c.parallel.zero1),
+                                      yaml::string_field(f, "backend", &c.parallel.backend,
+                                                         {"auto", "mpi", "nccl"})};
           },
           f),
       section(
@@ -206,7 +208,8 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                                          has_dir = true;
                                        }},
                                       yaml::int_field(f, "every", &c.checkpoint.every, 0),
-                                      yaml::int_field(f, "keep_last", &c.checkpoint.keep_last, 0)};
+                                      yaml::int_field(f, "keep_last", &c.checkpoint.keep_last, 0),
+                                      yaml::bool_field(f, "at_end", &c.checkpoint.at_end)};
           },
           f),
       section(
@@ -214,7 +217,8 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
           [&] {
             return std::vector<Field>{
                 yaml::string_field(f, "jsonl", &c.logging.jsonl),
-                yaml::double_field(f, "peak_tflops", &c.logging.peak_tflops, 0.0, false)};
+                yaml::double_field(f, "peak_tflops", &c.logging.peak_tflops, 0.0, false),
+                yaml::bool_field(f, "count_comm", &c.logging.count_comm)};
           },
           f),
   };
@@ -262,6 +266,10 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                "the global micro-batch " + std::to_string(c.train.batch_size) +
                    " must divide by parallel.dp = " + std::to_string(c.parallel.dp) +
                    " (each dp rank takes an equal slice)");
+  if (c.parallel.backend == "nccl" && c.train.device != "cuda")
+    yaml::fail(file, node("parallel"), "parallel.backend",
+               "nccl moves CUDA tensors only: it needs train.device cuda (got train.device " +
+                   c.train.device + "); use parallel.backend mpi or auto on the CPU");
   if (c.precision == "bf16" && c.train.device == "cpu")
     yaml::fail(file, node("precision"), "precision",
                "bf16 mixed precision is for GPUs only; on train.device cpu use fp32");
@@ -440,15 +448,18 @@ std::string run_config_to_yaml(const RunConfig& c) {
   kv("tp", c.parallel.tp);
   kv("sp", c.parallel.sp);
   kv("zero1", c.parallel.zero1);
+  kv("backend", c.parallel.backend);
   out << YAML::EndMap;
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << c.checkpoint.dir;
   kv("every", c.checkpoint.every);
   kv("keep_last", c.checkpoint.keep_last);
+  kv("at_end", c.checkpoint.at_end);
   out << YAML::EndMap;
   out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "jsonl" << YAML::Value << YAML::DoubleQuoted << c.logging.jsonl;
   kv("peak_tflops", num(c.logging.peak_tflops));
+  kv("count_comm", c.logging.count_comm);
   out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

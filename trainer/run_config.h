@@ -78,17 +78,27 @@ struct TrainConfig {
 struct ParallelConfig {
   int64_t dp = 1, tp = 1, sp = 1;
   bool zero1 = false;  // ZeRO-1: fp32 master, m and v sharded over the ranks that share parameters
+  // The communicator of a multi-rank run: "nccl" (one process per GPU, collectives on CUDA tensors
+  // through NCCL), "mpi" (CUDA tensors staged through host memory; ranks may share a GPU) or
+  // "auto" (nccl when train.device is cuda, coil was built with NCCL and the run has more than
+  // one rank; mpi otherwise). launch/train_commands.cpp resolves it.
+  std::string backend = "auto";
 };
 
 struct CheckpointConfig {
   std::string dir;        // default: runs/<name>
   int64_t every = 0;      // 0: only at the end (and on a NaN stop)
   int64_t keep_last = 3;  // 0: keep all
+  bool at_end = true;     // false: no checkpoint after the last step (throughput benchmarks)
 };
 
 struct LoggingConfig {
   std::string jsonl;         // "" : no metrics file
   double peak_tflops = 0.0;  // the device's peak, for MFU; 0: MFU not reported
+  // Count the bytes this rank hands to collectives and sends / receives (every group of the grid,
+  // parallel/counting_communicator.h) and report them per step ("comm" in the progress line,
+  // comm_bytes_per_step in the metrics), rank 0's count.
+  bool count_comm = false;
 };
 
 struct RunConfig {

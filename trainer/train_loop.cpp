@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "parallel/counting_communicator.h"
 #include "trainer/adamw.h"
 #include "trainer/metrics.h"
 #include "trainer/schedule.h"
@@ -28,7 +29,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Under mpirun each rank of a node takes the GPU of its node-local rank (ranks share GPUs round
-// robin when there are more ranks than GPUs).
+// robin when there are more ranks than GPUs: only parallel.backend mpi allows that, the NCCL
+// communicator refuses two ranks on one GPU).
 Device run_device(const RunConfig& c) {
   if (c.train.device == "cpu") return Device::cpu();
   COIL_CHECK(device_type_available(DeviceType::CUDA), c.source,
@@ -104,7 +106,26 @@ std::unique_ptr<BatchSource> make_eval_source(const RunConfig& c, int dp_rank, i
 
 TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eval_src,
                   const TrainOptions& opt) {
-  CommPtr world = opt.world ? opt.world : std::make_shared<SingleCommunicator>();
+  // The device first: the communicator depends on it (parallel.backend nccl binds one GPU per
+  // rank). Every rank goes on or fails together.
+  const CommPtr launch_world = opt.world ? opt.world : std::make_shared<SingleCommunicator>();
+  Device device = Device::cpu();
+  {
+    std::exception_ptr device_error;
+    try {
+      device = run_device(cfg);
+    } catch (...) {
+      device_error = std::current_exception();
+    }
+    fail_together(*launch_world, device_error);
+  }
+  CommPtr world = make_run_world(cfg, launch_world, device);
+  std::shared_ptr<CommCounters> comm_counts;
+  if (cfg.logging.count_comm) {
+    // Wraps the world before the grid splits it, so every group's traffic is counted.
+    comm_counts = std::make_shared<CommCounters>();
+    world = std::make_shared<CountingCommunicator>(world, comm_counts);
+  }
   TrainParallel par(cfg, world);
   std::ostream* out = par.writer() ? opt.out : nullptr;
   char line[512];
@@ -113,7 +134,6 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   if (out) *out << "coil train: resolved config\n" << config_yaml << std::flush;
 
   // Setup, on every rank without communication; then all ranks go on or fail together.
-  Device device = Device::cpu();
   const LRSchedule schedule = cfg.lr_schedule();
   Generator rng(cfg.train.seed);  // nothing draws from it yet (no dropout); saved for exact resume
   const SourceState eval_start = eval_src ? eval_src->state() : SourceState{};
@@ -122,7 +142,6 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   JsonlWriter jsonl;
   std::exception_ptr setup_error;
   try {
-    device = run_device(cfg);
     par.build_model(ParamOptions{DType::F32, device});
     std::string resume_path = opt.resume;
     if (resume_path == "auto") {
@@ -171,14 +190,19 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   const int64_t tokens_per_step = cfg.train.batch_size * cfg.train.seq_len * cfg.train.grad_accum;
   const int64_t nparams = par.num_parameters();
   const double flops_per_token = train_flops_per_token(cfg.model, nparams, cfg.train.seq_len);
+  // The banner names the communicator, so a log says whether NCCL or MPI moved the tensors.
+  const std::string backend =
+      world->size() == 1 && world == launch_world
+          ? "backend single, " + device_name(device)
+          : "backend " + resolve_backend(cfg, world->size()) + ", " + world->name();
   if (out) {
     std::snprintf(line, sizeof line,
                   "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step "
-                  "over %d dp x %lld tp x %lld sp rank(s), steps %lld..%lld, data %s\n",
+                  "over %d dp x %lld tp x %lld sp rank(s) (%s), steps %lld..%lld, data %s\n",
                   cfg.name.c_str(), cfg.model.mixer.c_str(), (long long)nparams,
                   (long long)cfg.train.batch_size, (long long)cfg.train.seq_len,
                   (long long)cfg.train.grad_accum, par.dp_size(), (long long)cfg.parallel.tp,
-                  (long long)cfg.parallel.sp, (long long)step, (long long)steps,
+                  (long long)cfg.parallel.sp, backend.c_str(), (long long)step, (long long)steps,
                   train_src.describe().c_str());
     *out << line << std::flush;
   }
@@ -215,7 +239,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
 
   const auto run_start = Clock::now();
   auto window_start = run_start;
-  int64_t window_tokens = 0;
+  int64_t window_tokens = 0, window_steps = 0;
+  int64_t window_comm = comm_counts ? comm_counts->total_bytes() : 0;
   Allocator& alloc = allocator_for(device.type);
   alloc.reset_peak(device.index);
   const double micro_scale = 1.0 / double(cfg.train.grad_accum);
@@ -254,6 +279,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
     ++step;
     tokens += tokens_per_step;
     window_tokens += tokens_per_step;
+    ++window_steps;
     result.steps.push_back(rec);
     if (opt.hooks.after_step) opt.hooks.after_step(step, par.local_model());
 
@@ -279,6 +305,11 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
                              : NAN;
       const double eta = elapsed / double(step - result.start_step) * double(steps - step);
       const MemoryStats mem = alloc.stats(device.index);
+      // Bytes this rank communicated per step over the window (the held-out passes of an eval step
+      // included).
+      const double comm_per_step =
+          comm_counts ? double(comm_counts->total_bytes() - window_comm) / double(std::max<int64_t>(window_steps, 1))
+                      : NAN;
       if (out && (do_log || stop_nan)) {
         std::string mfu_text = std::isfinite(mfu) ? "" : "-";
         if (std::isfinite(mfu)) {
@@ -288,10 +319,12 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
         }
         std::snprintf(line, sizeof line,
                       "step %6lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | MFU %s | "
-                      "mem %s (peak %s) | ETA %s%s\n",
+                      "mem %s (peak %s)%s | ETA %s%s\n",
                       (long long)step, (long long)steps, loss_value, lr, norm, tok_s,
                       mfu_text.c_str(), format_bytes(mem.current_bytes).c_str(),
-                      format_bytes(mem.peak_bytes).c_str(), format_duration(eta).c_str(),
+                      format_bytes(mem.peak_bytes).c_str(),
+                      comm_counts ? (" | comm " + format_bytes(int64_t(comm_per_step)) + "/step").c_str() : "",
+                      format_duration(eta).c_str(),
                       rec.skipped ? " | SKIPPED (non-finite)" : "");
         *out << line;
         if (do_eval) {
@@ -315,9 +348,12 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
           {"skipped_steps", skipped},
           {"elapsed_s", elapsed}};
       if (do_eval) f.push_back({"eval_loss", eval_loss});
+      if (comm_counts) f.push_back({"comm_bytes_per_step", comm_per_step});
       jsonl.write(f);
       window_start = now;
       window_tokens = 0;
+      window_steps = 0;
+      if (comm_counts) window_comm = comm_counts->total_bytes();
     }
     if (stop_nan) {
       result.stopped_non_finite = true;
@@ -327,7 +363,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
       save(step);
       break;
     }
-    if (last || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0)) save(step);
+    if ((last && cfg.checkpoint.at_end) || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0))
+      save(step);
     if (opt.hooks.stop_after > 0 && step >= opt.hooks.stop_after) break;
   }
   result.end_step = step;

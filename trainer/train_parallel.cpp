@@ -10,6 +10,9 @@
 #include "core/autograd/grad_mode.h"
 #include "core/ops.h"
 #include "parallel/state_shards.h"
+#ifdef COIL_HAVE_NCCL
+#include "parallel/nccl_communicator.h"
+#endif
 #include "trainer/clip.h"
 #include "trainer/train_loop.h"
 
@@ -69,6 +72,50 @@ std::map<std::string, AdamWParamState*> states_by_name(const Module& model, cons
 
 bool sharded_layout(const RunConfig& c) {
   return c.parallel.tp * c.parallel.sp > 1 || c.parallel.zero1;
+}
+
+std::string resolve_backend(const RunConfig& c, int world_size) {
+#ifdef COIL_HAVE_NCCL
+  constexpr bool have_nccl = true;
+#else
+  constexpr bool have_nccl = false;
+#endif
+  const std::string& b = c.parallel.backend;
+  if (b == "nccl") {
+    COIL_CHECK(have_nccl, c.source,
+               ": parallel.backend is nccl, but this coil was built without NCCL (configure with "
+               "-DCOIL_CUDA=ON and NCCL installed; COIL_NCCL=AUTO|ON); use parallel.backend mpi or auto");
+    return "nccl";
+  }
+  if (b == "auto" && have_nccl && c.train.device == "cuda" && world_size > 1) return "nccl";
+  return "mpi";
+}
+
+CommPtr make_run_world(const RunConfig& c, const CommPtr& world, Device device) {
+  std::exception_ptr error;
+  std::string backend;
+  try {
+    backend = resolve_backend(c, world->size());
+  } catch (...) {
+    error = std::current_exception();
+  }
+  fail_together(*world, error);
+  if (backend != "nccl") return world;
+#ifdef COIL_HAVE_NCCL
+  CommPtr nccl;
+  try {
+    COIL_CHECK(device.is_cuda(), c.source, ": parallel.backend nccl needs train.device cuda");
+    // Every rank reaches the constructor, whose checks (one GPU per rank) every rank agrees on.
+    nccl = std::make_shared<NcclCommunicator>(world, device.index, "world");
+  } catch (...) {
+    error = std::current_exception();
+  }
+  fail_together(*world, error);
+  return nccl;
+#else
+  (void)device;
+  return world;
+#endif
 }
 
 void check_grid(const RunConfig& c, int world_size) {

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <string>
 
 #include "core/error.h"
 #include "layers/lm.h"
@@ -70,6 +71,17 @@ void check_grid(const RunConfig& config, int world_size);
 
 // True when the run uses the sharded model (tp or sp > 1, or parallel.zero1).
 bool sharded_layout(const RunConfig& config);
+
+// The communicator parallel.backend resolves to for a world of world_size ranks: "nccl" or "mpi"
+// (auto: nccl when train.device is cuda, coil was built with NCCL and world_size > 1). Throws
+// "<config file>: parallel.backend ..." when nccl is asked of a coil built without NCCL.
+std::string resolve_backend(const RunConfig& config, int world_size);
+
+// Collective over world: the communicator the run trains with. backend nccl: a NcclCommunicator
+// over world (kept for host values) on `device` (one GPU per rank; two ranks on one GPU fail on
+// every rank with a message naming parallel.backend mpi); otherwise world itself. Every rank
+// returns or every rank throws (fail_together).
+CommPtr make_run_world(const RunConfig& config, const CommPtr& world, Device device);
 
 class TrainParallel {
  public:

@@ -1,4 +1,19 @@
-# Shared by the launch scripts: the --dry-run grid print. Sourced, not run.
+# Shared by the launch scripts: the NVLink-multicast switches and the --dry-run grid print. Sourced,
+# not run.
+#
+# Communicator (the run config's parallel.backend): auto (default) trains with NCCL when
+# train.device is cuda, coil was built with NCCL and there is more than one rank, else with MPI;
+# nccl needs one rank per GPU (rank r of a node takes GPU r; two ranks on one GPU fail at start,
+# naming parallel.backend mpi); mpi stages CUDA tensors through host memory, so ranks may share a
+# GPU (tests, debugging). The start banner of `coil train` names the backend in use.
+
+# NVLink multicast (NVLS / symmetric-memory multicast) stays off: some fabrics lend GPUs that must
+# never call cuMulticastCreate. The launchers export these and forward them to every rank.
+export NCCL_NVLS_ENABLE="${NCCL_NVLS_ENABLE:-0}"
+export TORCH_SYMM_MEM_DISABLE_MULTICAST="${TORCH_SYMM_MEM_DISABLE_MULTICAST:-1}"
+export NVSHMEM_DISABLE_NVLS="${NVSHMEM_DISABLE_NVLS:-1}"
+COIL_NVLS_VARS=(NCCL_NVLS_ENABLE TORCH_SYMM_MEM_DISABLE_MULTICAST NVSHMEM_DISABLE_NVLS)
+
 # coil_grid_dryrun is found through $COIL_GRID_DRYRUN, then $COIL_BUILD_DIR/parallel, then build*/ dirs.
 coil_find_dryrun() {
   if [[ -n "${COIL_GRID_DRYRUN:-}" ]]; then echo "$COIL_GRID_DRYRUN"; return; fi

@@ -4,6 +4,8 @@
 # when N exceeds the cores. Everything after the options goes to the program unchanged.
 #   launch/mpi/run_local.sh -np 4 build/launch/coil train configs/run.yaml --dp 2 --tp 2
 #   launch/mpi/run_local.sh -np 4 --dry-run --dp 2 --tp 2      # print the process grid, run nothing
+# CUDA runs use NCCL (parallel.backend auto) with one rank per GPU; to put several ranks on one GPU
+# add --set parallel.backend=mpi (see common.sh). NVLink multicast is kept off (common.sh).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/common.sh"
@@ -30,4 +32,5 @@ mpi_opts=(--bind-to none -np "$np")
 (( np > $(nproc) )) && mpi_opts+=(--oversubscribe)
 # one thread per rank unless told otherwise: N ranks x all cores of OpenMP would oversubscribe
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+for v in "${COIL_NVLS_VARS[@]}"; do mpi_opts+=(-x "$v"); done
 exec mpirun "${mpi_opts[@]}" -x OMP_NUM_THREADS "${args[@]}"

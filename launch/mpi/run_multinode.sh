@@ -9,9 +9,14 @@
 #   NCCL_SOCKET_IFNAME=<iface>   the interface for bootstrap (e.g. ib0 or eth0; not docker0 / lo)
 #   NCCL_IB_HCA=mlx5             which InfiniBand adapters to use; NCCL_IB_DISABLE=1 forces TCP
 #   NCCL_NET_GDR_LEVEL=PHB       GPUDirect RDMA distance; NCCL_P2P_LEVEL=NVL keeps P2P on NVLink
-#   NCCL_NVLS_ENABLE=0           NVLink SHARP / multicast off (not available on every fabric)
+#   NCCL_NVLS_ENABLE=0           NVLink SHARP / multicast off: common.sh exports it (with
+#                                TORCH_SYMM_MEM_DISABLE_MULTICAST=1, NVSHMEM_DISABLE_NVLS=1) and
+#                                this script forwards them; never turn multicast on here
 #   NCCL_ASYNC_ERROR_HANDLING=1  abort on a failed collective instead of hanging
 # Keep tp inside a node (the default grid order tp,sp,dp with tp <= GPUs per node).
+# The communicator is the run config's parallel.backend (auto: NCCL for CUDA runs; common.sh).
+# Without ssh between the hosts, OMPI_MCA_plm_rsh_agent names the program that starts each host's
+# daemon (bench/multi_gpu.sh part e uses a local stand-in to run two "nodes" on one machine).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/common.sh"
@@ -47,5 +52,6 @@ mpi_opts=(--hostfile "$hostfile" -np "$np" --map-by "ppr:${gpn}:node" --bind-to 
 envs=(OMP_NUM_THREADS)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
 for v in $(compgen -e | grep -E '^(NCCL_|CUDA_|COIL_)' || true); do envs+=("$v"); done
+envs+=(TORCH_SYMM_MEM_DISABLE_MULTICAST NVSHMEM_DISABLE_NVLS)
 for v in "${envs[@]}"; do mpi_opts+=(-x "$v"); done
 exec mpirun "${mpi_opts[@]}" "${args[@]}"
