@@ -62,7 +62,7 @@ SUMMARY="$OUTDIR/summary.txt"
 FAILED=0
 say() { echo "$*" | tee -a "$SUMMARY"; }
 # Each part may run until its share of the budget is spent (PART_END, seconds after the start), so
-# a slow part cannot starve the later ones: a 40%, b 55%, c 65%, d 88%, e the rest.
+# a slow part cannot starve the later ones: t 8%, a 35%, b 47%, c 55%, d 85%, e the rest.
 PART_END=$BUDGET_S
 part_until() { PART_END=$((BUDGET_S * $1 / 100)); }
 left() {
@@ -212,7 +212,7 @@ PY
 }
 
 if has_part a; then
-  part_until 40
+  part_until 35
   say ""
   say "== a. correctness on $([[ $DEVICE == cuda ]] && echo real NCCL || echo MPI/CPU): 1 rank vs layouts, 8 steps, global batch 8 x 64"
   # The trainer tests' corpus: documents of varied length, byte-tokenized (vocab 259; 264 divides
@@ -282,7 +282,7 @@ pow2_upto() { local n=1 out=""; while ((n <= $1)); do out+="$n "; n=$((n * 2)); 
 
 # --- b. data-parallel weak scaling ---------------------------------------------------------------------
 if has_part b; then
-  part_until 55
+  part_until 47
   say ""
   say "== b. data-parallel weak scaling: $SMALL $([[ $DEVICE == cuda ]] && echo small || echo tiny), T=$SEQ, batch 8 per GPU, $([[ $DEVICE == cuda ]] && echo bf16 || echo fp32)"
   cfg="$WORK/cfg/b-$SMALL.yaml"
@@ -305,7 +305,7 @@ fi
 
 # --- c. tensor parallel ---------------------------------------------------------------------------------
 if has_part c; then
-  part_until 65
+  part_until 55
   say ""
   say "== c. tensor parallel: $SMALL, T=$SEQ, global batch 8"
   cfg="$WORK/cfg/c-$SMALL.yaml"
@@ -333,7 +333,7 @@ fi
 
 # --- d. long context -----------------------------------------------------------------------------------
 if has_part d && ((NGPU >= 2)); then
-  part_until 88
+  part_until 85
   say ""
   say "== d. long context: sp=$NGPU, batch 1 (rank 0's peak memory and bytes per step)"
   say "d  model     T        T/GPU    step ms   tokens/s   peak mem   comm/step"

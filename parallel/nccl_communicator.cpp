@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cuda/device.h"
 #include "kernels/cuda/stream.h"
 
 namespace coil {
@@ -194,10 +195,27 @@ Communicator* NcclCommunicator::route(const char* op, const Tensor& t, const cha
   return nullptr;
 }
 
+namespace {
+// bf16 reductions (autocast activations and their gradients under tensor and sequence parallel):
+// NCCL would add in bf16 at every hop of its ring; coil reduces an f32 copy and rounds once, as a
+// single rank's f32-accumulating kernels would. The copies are stream ordered like the collective.
+void check_nccl_reducible(const Communicator& c, const char* op, const Tensor& t, ReduceOp rop) {
+  if (t.dtype() == DType::BF16) return;
+  detail::check_reducible(c, op, t, rop);
+}
+}  // namespace
+
 void NcclCommunicator::all_reduce(const Tensor& t, ReduceOp op) {
   if (Communicator* h = route("all_reduce", t, "tensor")) return h->all_reduce(t, op);
-  detail::check_reducible(*this, "all_reduce", t, op);
+  check_nccl_reducible(*this, "all_reduce", t, op);
   if (t.numel() == 0) return;
+  if (t.dtype() == DType::BF16) {
+    Tensor f = t.to(DType::F32);
+    all_reduce(f, op);
+    Tensor(t).copy_(f.to(DType::BF16));
+    return;
+  }
+  cuda::DeviceGuard guard(state_->device);  // NCCL launches on the current device
   check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t.dtype(), name()),
                            nccl_op(op), state_->comm, cuda::current_stream(state_->device)),
              "ncclAllReduce", name());
@@ -205,11 +223,15 @@ void NcclCommunicator::all_reduce(const Tensor& t, ReduceOp op) {
 
 std::shared_ptr<Work> NcclCommunicator::all_reduce_async(const Tensor& t, ReduceOp op) {
   if (Communicator* h = route("all_reduce_async", t, "tensor")) return h->all_reduce_async(t, op);
-  detail::check_reducible(*this, "all_reduce_async", t, op);
-  if (t.numel() == 0) return std::make_shared<CompletedWork>();
+  check_nccl_reducible(*this, "all_reduce_async", t, op);
+  if (t.numel() == 0 || t.dtype() == DType::BF16) {  // bf16: through f32 on the current stream
+    all_reduce(t, op);
+    return std::make_shared<CompletedWork>();
+  }
   // On the side stream, behind everything the current stream has enqueued so far (the kernels that
   // wrote t): see the header for why not on the current stream.
   const int dev = state_->device;
+  cuda::DeviceGuard guard(dev);
   if (!state_->side)
     check_cuda(cudaStreamCreateWithFlags(&state_->side, cudaStreamNonBlocking), "cudaStreamCreate", name());
   const cudaStream_t cur = cuda::current_stream(dev);
@@ -232,11 +254,18 @@ void NcclCommunicator::reduce_scatter(const Tensor& input, const Tensor& output,
   COIL_CHECK((hi == nullptr) == (ho == nullptr), name(), ": reduce_scatter input ", input.describe(),
              " and output ", output.describe(), " must both be CPU or both be CUDA tensors");
   if (hi) return hi->reduce_scatter(input, output, op);
-  detail::check_reducible(*this, "reduce_scatter", input, op);
+  check_nccl_reducible(*this, "reduce_scatter", input, op);
   COIL_CHECK(input.numel() == int64_t(size_) * output.numel() && input.dtype() == output.dtype(), name(),
              ": reduce_scatter input ", input.describe(), " must hold ", size_, " blocks of output ",
              output.describe());
   if (output.numel() == 0) return;
+  if (input.dtype() == DType::BF16) {
+    Tensor f = Tensor::empty(output.shape(), DType::F32, output.device());
+    reduce_scatter(input.to(DType::F32), f, op);
+    Tensor(output).copy_(f.to(DType::BF16));
+    return;
+  }
+  cuda::DeviceGuard guard(state_->device);  // NCCL launches on the current device
   check_nccl(ncclReduceScatter(input.data_ptr(), output.data_ptr(), size_t(output.numel()),
                                nccl_type(input.dtype(), name()), nccl_op(op), state_->comm,
                                cuda::current_stream(state_->device)),
@@ -253,6 +282,7 @@ void NcclCommunicator::all_gather(const Tensor& input, const Tensor& output) {
              ": all_gather output ", output.describe(), " must hold ", size_, " blocks of input ",
              input.describe());
   if (input.numel() == 0) return;
+  cuda::DeviceGuard guard(state_->device);  // NCCL launches on the current device
   check_nccl(ncclAllGather(input.data_ptr(), output.data_ptr(), size_t(input.numel()),
                            nccl_type(input.dtype(), name()), state_->comm, cuda::current_stream(state_->device)),
              "ncclAllGather", name());
@@ -262,6 +292,7 @@ void NcclCommunicator::broadcast(const Tensor& t, int root) {
   if (Communicator* h = route("broadcast", t, "tensor")) return h->broadcast(t, root);
   COIL_CHECK(root >= 0 && root < size_, name(), ": broadcast root ", root, " outside 0..", size_ - 1);
   if (t.numel() == 0) return;
+  cuda::DeviceGuard guard(state_->device);  // NCCL launches on the current device
   check_nccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t.dtype(), name()), root,
                            state_->comm, cuda::current_stream(state_->device)),
              "ncclBroadcast", name());
@@ -272,6 +303,7 @@ void NcclCommunicator::send(const Tensor& t, int dst, int tag) {
   COIL_CHECK(dst >= 0 && dst < size_ && dst != rank_, name(), ": send to rank ", dst, " from rank ", rank_,
              " of ", size_);
   if (t.numel() == 0) return;
+  cuda::DeviceGuard guard(state_->device);  // NCCL launches on the current device
   check_nccl(ncclSend(t.data_ptr(), size_t(t.numel()), nccl_type(t.dtype(), name()), dst, state_->comm,
                       cuda::current_stream(state_->device)),
              "ncclSend", name());
@@ -282,6 +314,7 @@ void NcclCommunicator::recv(const Tensor& t, int src, int tag) {
   COIL_CHECK(src >= 0 && src < size_ && src != rank_, name(), ": recv from rank ", src, " on rank ", rank_,
              " of ", size_);
   if (t.numel() == 0) return;
+  cuda::DeviceGuard guard(state_->device);  // NCCL launches on the current device
   check_nccl(ncclRecv(t.data_ptr(), size_t(t.numel()), nccl_type(t.dtype(), name()), src, state_->comm,
                       cuda::current_stream(state_->device)),
              "ncclRecv", name());
@@ -301,6 +334,7 @@ CommPtr NcclCommunicator::split(int color, int key, const std::string& label) {
   CommPtr host = host_ ? host_->split(color, key, label) : nullptr;
   auto st = std::make_shared<NcclCommState>();
   st->device = state_->device;
+  cuda::DeviceGuard guard(state_->device);
   check_nccl(ncclCommSplit(state_->comm, color, key, &st->comm, nullptr), "ncclCommSplit", name());
   auto out = std::shared_ptr<NcclCommunicator>(new NcclCommunicator(st, host, label));
   if (host)

@@ -23,7 +23,9 @@
 // ignored); each is enqueued alone, which is deadlock free for the acyclic chains of
 // parallel/sequence.cpp and for rings whose even ranks send first. split uses ncclCommSplit.
 //
-// Types: f32, f64, bf16 (moved; reductions refused as in every Communicator), i32, i64.
+// Types: f32, f64, bf16, i32, i64. Unlike the MPI communicator, bf16 reduces (sum, avg, max): an
+// f32 copy is reduced and rounded once (tensor- and sequence-parallel activations and gradients of
+// bf16 autocast are bf16); i32 / i64 reduce exactly, avg only for floating types.
 #pragma once
 
 #include <memory>
