@@ -73,6 +73,11 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
 inline constexpr double kLinAttnDenominatorEps = 1e-8;
 Tensor linattn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& acs, int64_t power,
                bool sm_norm, double scale, Tensor* den = nullptr);
+// linattn on one packed projection qkv (B, T, 3 H D), q | k | v along the last dim (each (H, D)): the
+// same y and den, and one packed gradient, without splitting q, k, v into copies or their gradients
+// into zero-filled buffers and sums.
+Tensor linattn_qkv(const Tensor& qkv, const Tensor& acs, int64_t n_heads, int64_t power, bool sm_norm,
+                   double scale, Tensor* den = nullptr);
 // Mamba-1 selective scan (spec/models.md 8; layers/ssm_scan.h has the composed reference forms):
 // u (B, T, D), dt (B, T, D) (already softplus'ed), A (D, N), Bm, Cm (B, T, N), h0 (B, D, N) or
 // undefined (zero). h_t = exp(dt_t A) h_{t-1} + dt_t u_t Bm_t, y_t = h_t . Cm_t. dt, A, h0 and the state

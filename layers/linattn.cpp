@@ -87,6 +87,12 @@ Tensor linattn_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, cons
   return linattn(q, k, v, acs, opt.power == LinPower::Two ? 2 : 1, opt.sm_norm, opt.scale);
 }
 
+Tensor linattn_quadratic_qkv(const Tensor& qkv, const Tensor& a, int64_t n_heads, const LinAttnOptions& opt) {
+  Tensor acs;  // (B, T, H) Acs, summed in fp32 as in linattn_quadratic
+  if (a.defined()) acs = cumsum(a.to(a.dtype() == DType::F64 ? DType::F64 : DType::F32), 1);
+  return linattn_qkv(qkv, acs, n_heads, opt.power == LinPower::Two ? 2 : 1, opt.sm_norm, opt.scale);
+}
+
 Tensor linattn_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
                     const LinAttnOptions& opt, LinAttnState& state) {
   check_inputs("linattn_step", q, k, v, a);

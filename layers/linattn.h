@@ -53,6 +53,10 @@ Tensor linattn_features(const Tensor& x, LinPower power);
 // Masked matrix form through the fused op core/ops.h linattn (ops LinAttn / LinAttnBackward). -> (B, T, H, Dv)
 Tensor linattn_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
                          const LinAttnOptions& opt);
+// The same on the packed projection qkv (B, T, 3 H D) (q | k | v, each (H, D)), through core/ops.h
+// linattn_qkv: q, k, v are read in place and their gradients come back as one packed tensor.
+// -> (B, T, H, D)
+Tensor linattn_quadratic_qkv(const Tensor& qkv, const Tensor& a, int64_t n_heads, const LinAttnOptions& opt);
 
 // Chunked form, chunk length `chunk` (T need not be a multiple). `in` may be null or hold an undefined
 // S (zero start); `out`, when given, receives the state after the last token. -> (B, T, H, Dv)

@@ -88,11 +88,19 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
       X = conv1d_causal(X, conv->weight, conv->bias);                      // (B, T, 3I)
     }
   }
-  // 3. Heads.
-  std::vector<Tensor> parts = split(X, {I, I, I}, 2);
-  Tensor q = parts[0].reshape({B, T, H, Dh});  // (B, T, H, D)
-  Tensor k = parts[1].reshape({B, T, H, Dh});  // (B, T, H, D)
-  Tensor v = parts[2].reshape({B, T, H, Dh});  // (B, T, H, D)
+  // 3. Heads. When q, k, v reach the quadratic op unchanged (no activation, dt or D residual), the op
+  // reads them straight from X; splitting here would copy each and, in the backward, zero-fill X's
+  // shape three times and add the parts.
+  const bool qkv_direct = form == Form::Quadratic && !sh && options.power != "exp" &&
+                          options.qk_activation == "none" && !options.value_dt && !D.defined();
+  std::vector<Tensor> parts;
+  Tensor q, k, v;
+  if (!qkv_direct) {
+    parts = split(X, {I, I, I}, 2);
+    q = parts[0].reshape({B, T, H, Dh});  // (B, T, H, D)
+    k = parts[1].reshape({B, T, H, Dh});  // (B, T, H, D)
+    v = parts[2].reshape({B, T, H, Dh});  // (B, T, H, D)
+  }
   // 4-5. dt and the log decay, both from x (not from the conv output).
   Tensor dt = W_dt ? softplus(W_dt->forward(x)) : Tensor();  // (B, T, H)
   Tensor a;                                                    // (B, T, H), <= 0
@@ -204,6 +212,8 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
       }
       y = linattn_chunked(q, k, v, a, m, options.chunk_size, sh->rank > 0 ? &st : nullptr, nullptr);
       st = LinAttnState{};
+    } else if (form == Form::Quadratic && qkv_direct) {
+      y = linattn_quadratic_qkv(X, a, H, m);  // q, k, v read in place from X
     } else if (form == Form::Quadratic) {
       y = linattn_quadratic(q, k, v, a, m);
     } else if (form == Form::Chunked) {

@@ -1,7 +1,9 @@
 // Masked quadratic linear attention (ops LinAttn / LinAttnBackward, contract in core/op_list.h), plain
 // O(T^2) loops per (batch, head): the oracle of the CUDA kernels. Layouts: q, k (B, T, H, D), v, y
-// (B, T, H, Dv), acs (B, T, H), den (B, H, T), all contiguous, acs and den in the input dtype (f32 or
-// f64 here). Every score, weight and sum is computed in double and rounded once when stored.
+// (B, T, H, Dv), acs (B, T, H), den (B, H, T), acs and den in the input dtype (f32 or f64 here); q, k,
+// v and dq, dk, dv may be strided views (of one packed projection, core/ops.h linattn_qkv), staged here
+// through dense copies (kernels/staging.h), the rest contiguous. Every score, weight and sum is computed
+// in double and rounded once when stored.
 //
 // Forward, for j <= i: u_ij = s q_i.k_j, w_ij = f(u_ij) L_ij with f(u) = u or u^2 and
 // L_ij = exp(acs_i - acs_j) (1 without acs); den_i = sum_j w_ij; y_i = sum_j w_ij v_j / c_i with
@@ -17,6 +19,7 @@
 
 #include "core/ops.h"
 #include "kernels/cpu/cpu_kernel.h"
+#include "kernels/staging.h"
 
 namespace coil::cpu {
 namespace {
@@ -54,8 +57,7 @@ Weight weight(const Dims& s, const T* q, const T* k, const T* acs, int64_t b, in
 }
 
 template <typename T>
-void linattn_kernel(const KernelArgs& a) {
-  check_arity(a, 4, 2);
+void linattn_dense(const KernelArgs& a) {
   check_dtype<T>(a.in[0]);
   const Dims s = dims_of(a.in[0], a.in[2]);
   const T* q = a.in[0].data<T>();
@@ -89,8 +91,7 @@ void linattn_kernel(const KernelArgs& a) {
 }
 
 template <typename T>
-void linattn_backward_kernel(const KernelArgs& a) {
-  check_arity(a, 7, 4);
+void linattn_backward_dense(const KernelArgs& a) {
   check_dtype<T>(a.in[1]);
   const Dims s = dims_of(a.in[1], a.in[3]);
   const T* dO = a.in[0].data<T>();
@@ -151,6 +152,21 @@ void linattn_backward_kernel(const KernelArgs& a) {
       }
     }
   }
+}
+
+template <typename T>
+void linattn_kernel(const KernelArgs& a) {
+  check_arity(a, 4, 2);
+  DenseStaging st(a, {0, 1, 2}, {});
+  linattn_dense<T>(st.args);
+}
+
+template <typename T>
+void linattn_backward_kernel(const KernelArgs& a) {
+  check_arity(a, 7, 4);
+  DenseStaging st(a, {1, 2, 3}, {0, 1, 2});
+  linattn_backward_dense<T>(st.args);
+  st.finish();
 }
 
 }  // namespace

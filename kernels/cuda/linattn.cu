@@ -12,11 +12,17 @@
 //    in stream order, so the result is deterministic).
 //  * every other dtype / shape (f32, f64: the GPU oracles; bf16 with other head dims): one thread per
 //    output element, plain loops in the compute type (fp32 for f32 / bf16, fp64 for f64).
+// q, k, v (inputs) and dq, dk, dv (outputs) may be strided views, as linattn_qkv passes them (core/ops.h:
+// three views of one packed (B, T, 3, H, D) projection and of its gradient). The tensor-core kernels
+// read and write such views in place through their token strides; every other case is staged through
+// dense copies (kernels/staging.h).
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cuda/cuda_kernel.cuh"
 #include "kernels/cuda/device_math.cuh"
 #include "kernels/cuda/linattn_tc.cuh"
+#include "kernels/staging.h"
 
 namespace coil::cuda {
 namespace {
@@ -186,6 +192,21 @@ const compute_t<T>* acs_ptr(const Tensor& acs) {
   return acs.data<compute_t<T>>();
 }
 
+// Elements between consecutive tokens of a (B, T, H, 64) operand the tensor-core kernels can index in
+// place (each head's 64 values dense, heads adjacent, batches T tokens apart, 16-byte aligned), or 0.
+int64_t tc_token_stride(const Tensor& t) {
+  const Shape& st = t.strides();
+  if (st[3] != 1 || st[2] != t.size(3) || st[1] < t.size(2) * t.size(3) || st[1] % 8 != 0) return 0;
+  if (t.size(0) > 1 && st[0] != t.size(1) * st[1]) return 0;
+  if (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 != 0) return 0;
+  return st[1];
+}
+// The common token stride of q, k, v (or dq, dk, dv), or 0 when they differ or one has none.
+int64_t tc_common_stride(const Tensor& a, const Tensor& b, const Tensor& c) {
+  const int64_t ld = tc_token_stride(a);
+  return ld != 0 && tc_token_stride(b) == ld && tc_token_stride(c) == ld ? ld : 0;
+}
+
 template <typename T>
 void linattn_fwd(const KernelArgs& a) {
   check_arity(a, 4, 2);
@@ -198,18 +219,24 @@ void linattn_fwd(const KernelArgs& a) {
   if (g.B * g.H * g.T == 0) return;
   if constexpr (std::is_same_v<T, bf16_t>) {
     if (use_tensor_cores(dtype_of<T>(), g, a.attrs.scale)) {
+      const int64_t ld = tc_common_stride(a.in[0], a.in[1], a.in[2]);
+      const DenseStaging st = ld ? DenseStaging(a, {}, {}) : DenseStaging(a, {0, 1, 2}, {});
+      const KernelArgs& b = st.args;
       tc::Problem p{g.B, g.T, g.H, a.attrs.scale, power, a.attrs.sm_norm};
-      acs_ptr<T>(a.in[3]);  // checks its dtype
-      const Tensor a2 = tc_decay(p, a.in[3], ctx.stream);
-      tc::forward(p, a.in[0].data<T>(), a.in[1].data<T>(), a.in[2].data<T>(),
-                  a2.defined() ? a2.data<float>() : nullptr, a.out[0].data<T>(), a.out[1].data<float>(),
+      p.ld_in = ld ? ld : g.H * g.D;
+      acs_ptr<T>(b.in[3]);  // checks its dtype
+      const Tensor a2 = tc_decay(p, b.in[3], ctx.stream);
+      tc::forward(p, b.in[0].data<T>(), b.in[1].data<T>(), b.in[2].data<T>(),
+                  a2.defined() ? a2.data<float>() : nullptr, b.out[0].data<T>(), b.out[1].data<float>(),
                   ctx.stream);
       return;
     }
   }
+  const DenseStaging st(a, {0, 1, 2}, {});
+  const KernelArgs& b = st.args;
   simple_fwd_kernel<T><<<grid_for(g.B * g.H * g.T * g.Dv), kThreads, 0, ctx.stream>>>(
-      g, a.in[0].data<T>(), a.in[1].data<T>(), a.in[2].data<T>(), acs_ptr<T>(a.in[3]),
-      a.out[0].data<T>(), a.out[1].data<C>(), C(a.attrs.scale), power, a.attrs.sm_norm);
+      g, b.in[0].data<T>(), b.in[1].data<T>(), b.in[2].data<T>(), acs_ptr<T>(b.in[3]),
+      b.out[0].data<T>(), b.out[1].data<C>(), C(a.attrs.scale), power, a.attrs.sm_norm);
   COIL_CUDA_CHECK_LAUNCH("linattn simple_fwd_kernel");
 }
 
@@ -222,12 +249,18 @@ void linattn_bwd(const KernelArgs& a) {
   const int power = int(a.attrs.power);
   using C = compute_t<T>;
   if (g.B * g.H * g.T == 0) return;
-  const T *dO = a.in[0].data<T>(), *q = a.in[1].data<T>(), *k = a.in[2].data<T>(), *v = a.in[3].data<T>();
-  const C* acs = acs_ptr<T>(a.in[4]);
-  const T* y = a.in[5].data<T>();
-  const C* den = a.in[6].data<C>();
-  C* dacs = acs ? a.out[3].data<C>() : nullptr;
   const bool tc_path = use_tensor_cores(dtype_of<T>(), g, a.attrs.scale);
+  // The tensor-core path takes q, k, v and dq, dk, dv in place when each triple shares a token stride.
+  const int64_t ld_in = tc_path ? tc_common_stride(a.in[1], a.in[2], a.in[3]) : 0;
+  const int64_t ld_grad = tc_path ? tc_common_stride(a.out[0], a.out[1], a.out[2]) : 0;
+  DenseStaging st = ld_in ? DenseStaging(a, {}, {}) : DenseStaging(a, {1, 2, 3}, {});
+  if (!ld_grad) st = DenseStaging(st.args, {}, {0, 1, 2});
+  const KernelArgs& b = st.args;
+  const T *dO = b.in[0].data<T>(), *q = b.in[1].data<T>(), *k = b.in[2].data<T>(), *v = b.in[3].data<T>();
+  const C* acs = acs_ptr<T>(b.in[4]);
+  const T* y = b.in[5].data<T>();
+  const C* den = b.in[6].data<C>();
+  C* dacs = acs ? b.out[3].data<C>() : nullptr;
   // Row statistics, padded to whole tiles on the tensor-core path.
   const int64_t Tpad = tc_path ? tc::padded_length(g.T) : g.T;
   Tensor rc = Tensor::empty({g.B * g.H * Tpad}, dtype_of<C>(), a.in[1].device());
@@ -238,22 +271,26 @@ void linattn_bwd(const KernelArgs& a) {
   if constexpr (std::is_same_v<T, bf16_t>) {
     if (tc_path) {
       tc::Problem p{g.B, g.T, g.H, a.attrs.scale, power, a.attrs.sm_norm};
-      const Tensor a2 = tc_decay(p, a.in[4], ctx.stream);
+      p.ld_in = ld_in ? ld_in : g.H * g.D;
+      p.ld_grad = ld_grad ? ld_grad : g.H * g.D;
+      const Tensor a2 = tc_decay(p, b.in[4], ctx.stream);
       tc::backward(p, dO, q, k, v, a2.defined() ? a2.data<float>() : nullptr, rc.data<float>(),
-                   dl.data<float>(), a.out[0].data<T>(), a.out[1].data<T>(), a.out[2].data<T>(), dacs,
+                   dl.data<float>(), b.out[0].data<T>(), b.out[1].data<T>(), b.out[2].data<T>(), dacs,
                    ctx.stream);
+      st.finish();
       return;
     }
   }
   const C s = C(a.attrs.scale);
   simple_dq_kernel<T><<<grid_for(g.B * g.H * g.T * g.D), kThreads, 0, ctx.stream>>>(
-      g, dO, q, k, v, acs, rc.data<C>(), dl.data<C>(), a.out[0].data<T>(), dacs, s, power);
+      g, dO, q, k, v, acs, rc.data<C>(), dl.data<C>(), b.out[0].data<T>(), dacs, s, power);
   COIL_CUDA_CHECK_LAUNCH("linattn simple_dq_kernel");
   const int64_t E = g.D > g.Dv ? g.D : g.Dv;
   simple_dkdv_kernel<T><<<grid_for(g.B * g.H * g.T * E), kThreads, 0, ctx.stream>>>(
-      g, dO, q, k, v, acs, rc.data<C>(), dl.data<C>(), a.out[1].data<T>(), a.out[2].data<T>(), dacs, s,
+      g, dO, q, k, v, acs, rc.data<C>(), dl.data<C>(), b.out[1].data<T>(), b.out[2].data<T>(), dacs, s,
       power);
   COIL_CUDA_CHECK_LAUNCH("linattn simple_dkdv_kernel");
+  st.finish();
 }
 
 }  // namespace

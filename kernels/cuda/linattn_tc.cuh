@@ -34,6 +34,10 @@ struct Problem {
   int power;
   bool sm_norm;
   float sp = 1.0f, log2_sp = 0.0f;  // s^power and its log2 (set by the launchers)
+  // Elements between consecutive tokens of q, k, v (ld_in) and of dq, dk, dv (ld_grad); 0 means
+  // dense (B, T, H, 64), H * 64. The mixers pass views of one packed (B, T, 3, H, 64) projection
+  // (3 H 64), so neither the split into q, k, v nor the merge of their gradients costs a copy.
+  int64_t ld_in = 0, ld_grad = 0;
 };
 
 using bf16 = __nv_bfloat16;
@@ -88,14 +92,15 @@ __device__ __forceinline__ float ex2(float x) {
 }
 
 // --- tiles ------------------------------------------------------------------------------------------
-// Rows t0 .. t0+63 of head (b, h) of a (B, T, H, 64) tensor; rows past T are zero-filled.
-__device__ __forceinline__ void load_tile(bf16* sm, const bf16* g, const Problem& p, int64_t b, int64_t h,
-                                          int64_t t0) {
+// Rows t0 .. t0+63 of head (b, h) of a (B, T, H, 64) tensor whose tokens lie ld elements apart;
+// rows past T are zero-filled.
+__device__ __forceinline__ void load_tile(bf16* sm, const bf16* g, const Problem& p, int64_t ld, int64_t b,
+                                          int64_t h, int64_t t0) {
   for (int c = threadIdx.x; c < kTile * 8; c += kThreadsTc) {
     const int row = c >> 3, ch = c & 7;
     const int64_t t = t0 + row;
     const bool ok = t < p.T;
-    cp_async16(sm + swz(row, ch), ok ? g + ((b * p.T + t) * p.H + h) * kDim + ch * 8 : g, ok);
+    cp_async16(sm + swz(row, ch), ok ? g + (b * p.T + t) * ld + h * kDim + ch * 8 : g, ok);
   }
 }
 // 64 floats of a (B, T, H) tensor (stride H) or of a (B, H, Tpad) one (stride 1); zero past `n`.
@@ -236,15 +241,16 @@ __device__ __forceinline__ void gemm_wx_m(float (&acc)[M][8][4], const float (&w
   }
 }
 
-// Rows t0 .. t0 + ROWS - 1 of head (b, h) of a (B, T, H, 64) tensor; rows past T are zero-filled.
+// Rows t0 .. t0 + ROWS - 1 of head (b, h) of a (B, T, H, 64) tensor whose tokens lie ld elements
+// apart; rows past T are zero-filled.
 template <int ROWS>
-__device__ __forceinline__ void load_rows(bf16* sm, const bf16* g, const Problem& p, int64_t b, int64_t h,
-                                          int64_t t0) {
+__device__ __forceinline__ void load_rows(bf16* sm, const bf16* g, const Problem& p, int64_t ld, int64_t b,
+                                          int64_t h, int64_t t0) {
   for (int c = threadIdx.x; c < ROWS * 8; c += kThreadsTc) {
     const int row = c >> 3, ch = c & 7;
     const int64_t t = t0 + row;
     const bool ok = t < p.T;
-    cp_async16(sm + swz(row, ch), ok ? g + ((b * p.T + t) * p.H + h) * kDim + ch * 8 : g, ok);
+    cp_async16(sm + swz(row, ch), ok ? g + (b * p.T + t) * ld + h * kDim + ch * 8 : g, ok);
   }
 }
 
@@ -299,9 +305,9 @@ __global__ void __launch_bounds__(kThreadsTc) fwd_kernel(Problem p, const bf16* 
   const bool decay = a2 != nullptr;
   const int row0 = warp * 32;  // this warp's first row in the tile
 
-  load_rows<kFwdRows>(sQ, q, p, b, h, q0);
-  load_rows<kTile>(sK, k, p, b, h, 0);
-  load_rows<kTile>(sV, v, p, b, h, 0);
+  load_rows<kFwdRows>(sQ, q, p, p.ld_in, b, h, q0);
+  load_rows<kTile>(sK, k, p, p.ld_in, b, h, 0);
+  load_rows<kTile>(sV, v, p, p.ld_in, b, h, 0);
   if (decay) load_row(sA, a2, bh * Tpad, 1, kTile);
   cp_commit();
 
@@ -320,8 +326,8 @@ __global__ void __launch_bounds__(kThreadsTc) fwd_kernel(Problem p, const bf16* 
     const int cur = kt & 1;
     if (kt + 1 < nk) {
       const int nx = cur ^ 1;
-      load_rows<kTile>(sK + nx * kTile * kDim, k, p, b, h, int64_t(kt + 1) * kTile);
-      load_rows<kTile>(sV + nx * kTile * kDim, v, p, b, h, int64_t(kt + 1) * kTile);
+      load_rows<kTile>(sK + nx * kTile * kDim, k, p, p.ld_in, b, h, int64_t(kt + 1) * kTile);
+      load_rows<kTile>(sV + nx * kTile * kDim, v, p, p.ld_in, b, h, int64_t(kt + 1) * kTile);
       if (decay) load_row(sA + nx * kTile, a2, bh * Tpad + int64_t(kt + 1) * kTile, 1, kTile);
     }
     cp_commit();
@@ -407,10 +413,10 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
   const int64_t q0 = int64_t(qt) * kTile;
   const bool decay = a2 != nullptr;
 
-  load_tile(sQ, q, p, b, h, q0);
-  load_tile(sO, dO, p, b, h, q0);
-  load_tile(sK, k, p, b, h, 0);
-  load_tile(sV, v, p, b, h, 0);
+  load_tile(sQ, q, p, p.ld_in, b, h, q0);
+  load_tile(sO, dO, p, p.H * kDim, b, h, q0);
+  load_tile(sK, k, p, p.ld_in, b, h, 0);
+  load_tile(sV, v, p, p.ld_in, b, h, 0);
   if (decay) load_row(sA, a2, bh * Tpad, 1, kTile);
   cp_commit();
 
@@ -430,8 +436,8 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
     const int cur = kt & 1;
     if (kt < qt) {
       const int nx = cur ^ 1;
-      load_tile(sK + nx * kTile * kDim, k, p, b, h, int64_t(kt + 1) * kTile);
-      load_tile(sV + nx * kTile * kDim, v, p, b, h, int64_t(kt + 1) * kTile);
+      load_tile(sK + nx * kTile * kDim, k, p, p.ld_in, b, h, int64_t(kt + 1) * kTile);
+      load_tile(sV + nx * kTile * kDim, v, p, p.ld_in, b, h, int64_t(kt + 1) * kTile);
       if (decay) load_row(sA + nx * kTile, a2, bh * Tpad + int64_t(kt + 1) * kTile, 1, kTile);
     }
     cp_commit();
@@ -457,7 +463,7 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
     const float g = quad_sum(gsum[r]);
     const int64_t t = q0 + r0 + 8 * r;
     if (t >= p.T) continue;
-    bf16* dr = dq + ((b * p.T + t) * p.H + h) * kDim + 2 * (lane & 3);
+    bf16* dr = dq + (b * p.T + t) * p.ld_grad + h * kDim + 2 * (lane & 3);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
       *reinterpret_cast<__nv_bfloat162*>(dr + nt * 8) =
@@ -530,12 +536,12 @@ __global__ void __launch_bounds__(kThreadsTc) dkdv_kernel(Problem p, const bf16*
   const int64_t k0 = int64_t(kt) * kTile;
   const bool decay = a2 != nullptr;
 
-  load_tile(sK, k, p, b, h, k0);
-  load_tile(sV, v, p, b, h, k0);
+  load_tile(sK, k, p, p.ld_in, b, h, k0);
+  load_tile(sV, v, p, p.ld_in, b, h, k0);
   auto load_q = [&](int qt, int buf) {
     const int64_t t0 = int64_t(qt) * kTile;
-    load_tile(sQ + buf * kTile * kDim, q, p, b, h, t0);
-    load_tile(sO + buf * kTile * kDim, dO, p, b, h, t0);
+    load_tile(sQ + buf * kTile * kDim, q, p, p.ld_in, b, h, t0);
+    load_tile(sO + buf * kTile * kDim, dO, p, p.H * kDim, b, h, t0);
     if (decay) load_row(sA + buf * kTile, a2, bh * Tpad + t0, 1, kTile);
     load_row(sR + buf * kTile, rc, bh * Tpad + t0, 1, kTile);
     load_row(sD + buf * kTile, dl, bh * Tpad + t0, 1, kTile);
@@ -581,8 +587,8 @@ __global__ void __launch_bounds__(kThreadsTc) dkdv_kernel(Problem p, const bf16*
     const float g = quad_sum(gsum[r]);
     const int64_t t = k0 + r0 + 8 * r;
     if (t >= p.T) continue;
-    bf16* kr = dk + ((b * p.T + t) * p.H + h) * kDim + 2 * (lane & 3);
-    bf16* vr = dv + ((b * p.T + t) * p.H + h) * kDim + 2 * (lane & 3);
+    bf16* kr = dk + (b * p.T + t) * p.ld_grad + h * kDim + 2 * (lane & 3);
+    bf16* vr = dv + (b * p.T + t) * p.ld_grad + h * kDim + 2 * (lane & 3);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
       *reinterpret_cast<__nv_bfloat162*>(kr + nt * 8) =
@@ -621,7 +627,10 @@ void allow_smem(K kernel, size_t bytes) {
 
 inline dim3 grid_of(const Problem& p) { return dim3(unsigned(padded_length(p.T) / kTile), unsigned(p.B * p.H)); }
 
+// The launch-ready problem: s^power and its log2, and the token strides resolved (0: dense).
 inline Problem with_powers(Problem p) {
+  if (p.ld_in == 0) p.ld_in = p.H * kDim;
+  if (p.ld_grad == 0) p.ld_grad = p.H * kDim;
   p.sp = float(p.power == 2 ? p.scale * p.scale : p.scale);
   p.log2_sp = float(std::log2(p.power == 2 ? p.scale * p.scale : p.scale));
   return p;

@@ -4,7 +4,8 @@
 // span the mixers of spec/models.md that use the op: 2Mamba (power 2, sm_norm, decay), Mamba-2S
 // (power 1, output_norm, decay), the "Linear" baseline (power 1, sm_norm on positive features, no
 // decay), power 2 with output_norm, a clamped denominator (power 1 scores all negative: the clamp's
-// branch and the non-zero query side of dacs), Dv != D and T = 1.
+// branch and the non-zero query side of dacs), Dv != D and T = 1; and linattn_qkv, the same op on
+// strided views of one packed projection.
 #include <algorithm>
 #include <cmath>
 
@@ -71,6 +72,34 @@ OpCase linattn_case(std::string name, Shape qs, int64_t Dv, Cfg cfg, InputSpec q
   return c;
 }
 
+// linattn_qkv: one packed input (B, T, 3 H D), q | k | v along the last dim; the reference splits it
+// and runs the same loops, and the gradient check reaches the packed gradient the kernel writes in
+// three strided parts.
+OpCase linattn_qkv_case(std::string name, Shape qs, Cfg cfg) {
+  OpCase c;
+  c.name = std::move(name);
+  c.covers = {Op::LinAttn, Op::LinAttnBackward};
+  const int64_t B = qs[0], T = qs[1], H = qs[2], D = qs[3];
+  c.inputs = {normal({B, T, 3 * H * D})};
+  if (cfg.decay) c.inputs.push_back(normal({B, T, H}, 0.5));
+  c.grad_outputs = {true, false};
+  c.bf16_tol_scale = 2.0;
+  c.run = [cfg, H](const Outs& x) {
+    Tensor den;
+    Tensor y = linattn_qkv(x[0], cfg.decay ? x[1] : Tensor(), H, cfg.power, cfg.sm_norm, cfg.scale, &den);
+    return Outs{y, den};
+  };
+  c.reference = [cfg, B, T, H, D](const HOuts& x) {
+    HOuts parts(3, HostTensor::zeros({B, T, H, D}));
+    for (int64_t r = 0; r < B * T; ++r)
+      for (int64_t p = 0; p < 3; ++p)
+        for (int64_t e = 0; e < H * D; ++e) parts[size_t(p)][r * H * D + e] = x[0][(r * 3 + p) * H * D + e];
+    if (cfg.decay) parts.push_back(x[1]);
+    return reference(parts, cfg);
+  };
+  return c;
+}
+
 }  // namespace
 
 void add_linattn_cases(std::vector<OpCase>& cases) {
@@ -88,6 +117,8 @@ void add_linattn_cases(std::vector<OpCase>& cases) {
   // and the query side of dacs (sum_j G_ij) no longer cancels.
   cases.push_back(linattn_case("linattn_p1_clamped", {1, 5, 2, 3}, 2, {1, true, true, 0.5},
                                uniform({1, 5, 2, 3}, 0.2, 1.0), uniform({1, 5, 2, 3}, -1.0, -0.2)));
+  cases.push_back(linattn_qkv_case("linattn_qkv_2mamba", s, {2, true, true, 0.5}));
+  cases.push_back(linattn_qkv_case("linattn_qkv_p1_no_decay", {1, 6, 3, 2}, {1, false, false, 0.5}));
 }
 
 }  // namespace coil::harness
