@@ -4,7 +4,13 @@
 // RMSNorm's rstd is f32 for f32 / bf16 and f64 for f64 (its own dtype, like the CPU's).
 // RMSNormBackward's dw is deterministic: each of G blocks owns a fixed run of rows and accumulates
 // dy * x * rstd for its rows into its own partial row (shared memory when C fits, else global); a
-// second kernel sums the G partial rows in block order. G and the runs depend only on M.
+// second kernel sums the G partial rows in a fixed order. G and the runs depend only on M.
+// bf16 rows of C = 256 n (n <= 4; the models' widths) take a warp per row instead (rms_norm_warp_*):
+// a block per row of 1024 spent most of its time in barriers (2026-11-24, H100: ~200 us for a
+// (16384, 1024) backward, 41 of them per 2Mamba-small step).
+#include <cstdint>
+#include <initializer_list>
+
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_kernel.cuh"
 #include "kernels/cuda/device_math.cuh"
@@ -44,27 +50,6 @@ __global__ void rms_norm_kernel(RmsNormParams<T> p) {
       p.y[row * p.C + c] = from_compute<T>(to_compute(xr[c]) * r * to_compute(p.w[c]));
     if (threadIdx.x == 0) p.rstd[row] = stat_t<T>(r);
   }
-}
-
-template <typename T>
-void rms_norm_launch(const KernelArgs& a) {
-  check_arity(a, 2, 2);
-  const Tensor& x = a.in[0];
-  const Tensor& w = a.in[1];
-  const Tensor& y = a.out[0];
-  const Tensor& rstd = a.out[1];
-  for (const Tensor* t : {&x, &w, &y}) check_tensor<T>(*t);
-  check_tensor<stat_t<T>>(rstd);
-  const int64_t C = x.dim() == 0 ? 1 : x.size(-1), M = C ? x.numel() / C : 0;
-  COIL_INTERNAL_ASSERT(w.numel() == C && rstd.numel() == M && y.numel() == x.numel() && x.is_contiguous() &&
-                           y.is_contiguous() && w.is_contiguous(),
-                       "rms_norm x ", x.describe(), ", w ", w.describe(), ", rstd ", rstd.describe());
-  if (M == 0) return;
-  LaunchContext ctx(x);
-  RmsNormParams<T> p{x.data<T>(), w.data<T>(), y.data<T>(), rstd.data<stat_t<T>>(), M, C,
-                     compute_t<T>(a.attrs.eps)};
-  rms_norm_kernel<T><<<row_grid(M), row_block_threads(C), 0, ctx.stream>>>(p);
-  COIL_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }
 
 // --- RMSNormBackward: dy, x (M, C), w (C), rstd (M) -> dx (M, C), dw (C) --------------------------------
@@ -110,14 +95,213 @@ __global__ void rms_norm_backward_kernel(RmsNormBwdParams<T> p) {
     for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) p.partial[blockIdx.x * p.C + c] = acc[c];
 }
 
-// dw[c] = sum over g of partial[g, c], in block order.
+// dw[c] = sum over g of partial[g, c]: a block per 32 columns; lane ty of column c sums the rows
+// g = ty (mod 32) in order, then lane 0 adds the 32 lane sums in order (one thread per column would
+// walk all G rows alone).
+constexpr int kSumLanes = 32;
+
 template <typename T>
 __global__ void sum_partial_rows_kernel(const compute_t<T>* partial, int64_t G, int64_t C, T* out) {
-  for (int64_t c = grid_index(); c < C; c += grid_stride()) {
-    compute_t<T> acc = compute_t<T>(0);
-    for (int64_t g = 0; g < G; ++g) acc += partial[g * C + c];
-    out[c] = from_compute<T>(acc);
+  using A = compute_t<T>;
+  __shared__ A lanes[kSumLanes][kWarpSize + 1];
+  const int tx = threadIdx.x % kWarpSize, ty = threadIdx.x / kWarpSize;
+  for (int64_t c0 = int64_t(blockIdx.x) * kWarpSize; c0 < C; c0 += int64_t(gridDim.x) * kWarpSize) {
+    const int64_t c = c0 + tx;
+    A acc = A(0);
+    if (c < C)
+      for (int64_t g = ty; g < G; g += kSumLanes) acc += partial[g * C + c];
+    lanes[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && c < C) {
+      A sum = lanes[0][tx];
+      for (int l = 1; l < kSumLanes; ++l) sum += lanes[l][tx];
+      out[c] = from_compute<T>(sum);
+    }
+    __syncthreads();
   }
+}
+
+template <typename T>
+void sum_partial_rows(const compute_t<T>* partial, int64_t G, int64_t C, T* out, cudaStream_t stream) {
+  const int64_t blocks = std::min<int64_t>(ceil_div(C, kWarpSize), 65535);
+  sum_partial_rows_kernel<T><<<unsigned(blocks), kSumLanes * kWarpSize, 0, stream>>>(partial, G, C, out);
+  COIL_CUDA_CHECK_LAUNCH("sum_partial_rows_kernel");
+}
+
+// --- bf16 rows of C = 256 NC: one warp per row -----------------------------------------------------
+// Lane l holds the 16-byte chunks j = 0 .. NC-1 at columns (32 j + l) 8 .. +7 (each warp access is
+// 512 contiguous bytes); row sums are warp shuffles, no barriers.
+constexpr int kRowWarps = 8;  // warps per block
+
+template <int NC>
+struct Row8 {
+  float v[NC][8];
+};
+
+template <int NC>
+__device__ __forceinline__ void load_row8(const bf16_t* row, int lane, Row8<NC>& r) {
+#pragma unroll
+  for (int j = 0; j < NC; ++j) {
+    const uint4 u = *reinterpret_cast<const uint4*>(row + (j * kWarpSize + lane) * 8);
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(h[i]);
+      r.v[j][2 * i] = f.x;
+      r.v[j][2 * i + 1] = f.y;
+    }
+  }
+}
+
+template <int NC>
+__device__ __forceinline__ void store_row8(bf16_t* row, int lane, const Row8<NC>& r) {
+#pragma unroll
+  for (int j = 0; j < NC; ++j) {
+    uint4 u;
+    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(r.v[j][2 * i], r.v[j][2 * i + 1]);
+    *reinterpret_cast<uint4*>(row + (j * kWarpSize + lane) * 8) = u;
+  }
+}
+
+template <int NC>
+__global__ void __launch_bounds__(kRowWarps * kWarpSize) rms_norm_warp_kernel(RmsNormParams<bf16_t> p) {
+  const int lane = threadIdx.x % kWarpSize;
+  Row8<NC> w;
+  load_row8<NC>(p.w, lane, w);
+  for (int64_t row = int64_t(blockIdx.x) * kRowWarps + threadIdx.x / kWarpSize; row < p.M;
+       row += int64_t(gridDim.x) * kRowWarps) {
+    Row8<NC> x;
+    load_row8<NC>(p.x + row * p.C, lane, x);
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NC; ++j)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) ss += x.v[j][i] * x.v[j][i];
+    ss = warp_allreduce(ss, SumOp());
+    const float r = 1.0f / sqrtf(ss / float(p.C) + p.eps);
+#pragma unroll
+    for (int j = 0; j < NC; ++j)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x.v[j][i] = x.v[j][i] * r * w.v[j][i];
+    store_row8<NC>(p.y + row * p.C, lane, x);
+    if (lane == 0) p.rstd[row] = r;
+  }
+}
+
+// Rows [r0, r1) of block b (rows_per_block each); warp k takes rows r0 + k, r0 + k + 8, ... and keeps
+// its dw sums in registers; the block adds its warps' sums in warp order into its partial row.
+template <int NC>
+__global__ void __launch_bounds__(kRowWarps * kWarpSize) rms_norm_backward_warp_kernel(RmsNormBwdParams<bf16_t> p) {
+  __shared__ float block_dw[NC * 256];
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  Row8<NC> w, acc;
+  load_row8<NC>(p.w, lane, w);
+#pragma unroll
+  for (int j = 0; j < NC; ++j)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc.v[j][i] = 0.0f;
+  const int64_t r0 = int64_t(blockIdx.x) * p.rows_per_block, r1 = min(p.M, r0 + p.rows_per_block);
+  for (int64_t row = r0 + warp; row < r1; row += kRowWarps) {
+    Row8<NC> g, x;
+    load_row8<NC>(p.dy + row * p.C, lane, g);
+    load_row8<NC>(p.x + row * p.C, lane, x);
+    const float r = p.rstd[row];
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NC; ++j)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) dot += g.v[j][i] * w.v[j][i] * x.v[j][i];
+    dot = warp_allreduce(dot, SumOp());
+    const float k = r * r * dot / float(p.C);
+#pragma unroll
+    for (int j = 0; j < NC; ++j)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        acc.v[j][i] += g.v[j][i] * x.v[j][i] * r;
+        g.v[j][i] = r * (w.v[j][i] * g.v[j][i] - x.v[j][i] * k);  // dx
+      }
+    store_row8<NC>(p.dx + row * p.C, lane, g);
+  }
+  for (int k = 0; k < kRowWarps; ++k) {
+    if (warp == k)
+#pragma unroll
+      for (int j = 0; j < NC; ++j)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int c = (j * kWarpSize + lane) * 8 + i;
+          block_dw[c] = k == 0 ? acc.v[j][i] : block_dw[c] + acc.v[j][i];
+        }
+    __syncthreads();
+  }
+  for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) p.partial[blockIdx.x * p.C + c] = block_dw[c];
+}
+
+// The warp-per-row path applies: bf16, C = 256 NC with NC <= 4 (wider rows spill the registers that
+// hold them: 2048 needed a 344-byte stack frame), 16-byte aligned rows.
+template <typename T>
+int warp_row_chunks(int64_t C, std::initializer_list<const Tensor*> ts) {
+  if constexpr (!std::is_same_v<T, bf16_t>) {
+    return 0;
+  } else {
+    if (C % 256 != 0 || C / 256 > 4) return 0;
+    for (const Tensor* t : ts)
+      if (reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0) return 0;
+    return int(C / 256);
+  }
+}
+
+template <template <int> class K, typename... Args>
+void launch_chunks(int nc, dim3 grid, cudaStream_t stream, Args... args) {
+  const unsigned threads = kRowWarps * kWarpSize;
+  switch (nc) {
+    case 1: K<1>::launch(grid, threads, stream, args...); break;
+    case 2: K<2>::launch(grid, threads, stream, args...); break;
+    case 3: K<3>::launch(grid, threads, stream, args...); break;
+    default: K<4>::launch(grid, threads, stream, args...); break;
+  }
+}
+template <int NC>
+struct FwdWarp {
+  static void launch(dim3 g, unsigned t, cudaStream_t s, RmsNormParams<bf16_t> p) {
+    rms_norm_warp_kernel<NC><<<g, t, 0, s>>>(p);
+  }
+};
+template <int NC>
+struct BwdWarp {
+  static void launch(dim3 g, unsigned t, cudaStream_t s, RmsNormBwdParams<bf16_t> p) {
+    rms_norm_backward_warp_kernel<NC><<<g, t, 0, s>>>(p);
+  }
+};
+
+template <typename T>
+void rms_norm_launch(const KernelArgs& a) {
+  check_arity(a, 2, 2);
+  const Tensor& x = a.in[0];
+  const Tensor& w = a.in[1];
+  const Tensor& y = a.out[0];
+  const Tensor& rstd = a.out[1];
+  for (const Tensor* t : {&x, &w, &y}) check_tensor<T>(*t);
+  check_tensor<stat_t<T>>(rstd);
+  const int64_t C = x.dim() == 0 ? 1 : x.size(-1), M = C ? x.numel() / C : 0;
+  COIL_INTERNAL_ASSERT(w.numel() == C && rstd.numel() == M && y.numel() == x.numel() && x.is_contiguous() &&
+                           y.is_contiguous() && w.is_contiguous(),
+                       "rms_norm x ", x.describe(), ", w ", w.describe(), ", rstd ", rstd.describe());
+  if (M == 0) return;
+  LaunchContext ctx(x);
+  RmsNormParams<T> p{x.data<T>(), w.data<T>(), y.data<T>(), rstd.data<stat_t<T>>(), M, C,
+                     compute_t<T>(a.attrs.eps)};
+  if constexpr (std::is_same_v<T, bf16_t>) {
+    if (const int nc = warp_row_chunks<T>(C, {&x, &w, &y})) {
+      const int64_t blocks = std::min<int64_t>(ceil_div(M, kRowWarps), int64_t(1) << 20);
+      launch_chunks<FwdWarp>(nc, dim3(unsigned(blocks)), ctx.stream, p);
+      COIL_CUDA_CHECK_LAUNCH("rms_norm_warp_kernel");
+      return;
+    }
+  }
+  rms_norm_kernel<T><<<row_grid(M), row_block_threads(C), 0, ctx.stream>>>(p);
+  COIL_CUDA_CHECK_LAUNCH("rms_norm_kernel");
 }
 
 template <typename T>
@@ -152,10 +336,14 @@ void rms_norm_backward_launch(const KernelArgs& a) {
   const bool smem = row_bytes <= kSmemPartialBytes;
   RmsNormBwdParams<T> p{dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<stat_t<T>>(), dx.data<T>(),
                         static_cast<A*>(partial.data_ptr()), M, C, rows_per_block, smem};
-  rms_norm_backward_kernel<T><<<unsigned(G), row_block_threads(C), smem ? row_bytes : 0, ctx.stream>>>(p);
+  const int nc = warp_row_chunks<T>(C, {&dy, &x, &w, &dx});
+  if constexpr (std::is_same_v<T, bf16_t>) {
+    if (nc) launch_chunks<BwdWarp>(nc, dim3(unsigned(G)), ctx.stream, p);
+  }
+  if (!nc)
+    rms_norm_backward_kernel<T><<<unsigned(G), row_block_threads(C), smem ? row_bytes : 0, ctx.stream>>>(p);
   COIL_CUDA_CHECK_LAUNCH("rms_norm_backward_kernel");
-  sum_partial_rows_kernel<T><<<grid_for(C), kThreads, 0, ctx.stream>>>(p.partial, G, C, dw.data<T>());
-  COIL_CUDA_CHECK_LAUNCH("sum_partial_rows_kernel");
+  sum_partial_rows<T>(p.partial, G, C, dw.data<T>(), ctx.stream);
 }
 
 // --- Softmax over the last dim: x (M, n) -> y (M, n) ---------------------------------------------------

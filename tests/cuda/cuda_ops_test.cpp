@@ -343,6 +343,11 @@ TEST(CudaModelOps, RmsNormSwigluSoftmaxMatchTheCpu) {
   // C = 13000: the f32 dw partial row (52 KB) no longer fits 48 KB of shared memory.
   check_op({"rms_norm_wide", {randn({4, 13000}), randn({13000}, 0.3, 1.0)}, rn(1e-5)});
   check_op({"rms_norm_many_rows", {randn({3000, 64}), randn({64}, 0.3, 1.0)}, rn(1e-5)});
+  // C = 256 n, n <= 4: bf16 takes the warp-per-row kernels (n = 4: the small models' width, n = 3:
+  // another chunk count); f32 / f64 and wider rows (2048) the block-per-row ones.
+  check_op({"rms_norm_warp_rows", {randn({2, 300, 1024}), randn({1024}, 0.3, 1.0)}, rn(1e-5)});
+  check_op({"rms_norm_warp_rows_768", {randn({77, 768}), randn({768}, 0.3, 1.0)}, rn(1e-5)});
+  check_op({"rms_norm_warp_rows_2048", {randn({5, 2048}), randn({2048}, 0.3, 1.0)}, rn(1e-5)});
   check_op({"swiglu", {randn({64, 1000}, 3.0), randn({64, 1000})},
             [](const Tensors& x) { return Tensors{swiglu(x[0], x[1])}; }});
   auto sm = [](const Tensors& x) { return Tensors{softmax(x[0])}; };
@@ -360,6 +365,15 @@ TEST(CudaModelOps, RmsNormSwigluSoftmaxMatchTheCpu) {
   w.zero_grad();
   rms_norm(x, w, 1e-5).backward(dy);
   expect_same_bits(g1, w.grad(), "rms_norm dw");
+  // The same on the bf16 warp-per-row path.
+  Tensor xb = randn({3000, 1024}).to(DType::BF16).to(Device::cuda());
+  Tensor wb = randn({1024}).to(DType::BF16).to(Device::cuda()).set_requires_grad(true);
+  Tensor dyb = randn({3000, 1024}).to(DType::BF16).to(Device::cuda());
+  rms_norm(xb, wb, 1e-5).backward(dyb);
+  Tensor gb = wb.grad();
+  wb.zero_grad();
+  rms_norm(xb, wb, 1e-5).backward(dyb);
+  expect_same_bits(gb, wb.grad(), "rms_norm dw (bf16, warp rows)");
 }
 
 TEST(CudaModelOps, RopeMatchesTheCpu) {
