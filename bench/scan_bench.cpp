@@ -1,7 +1,8 @@
 // coil_scan_bench: the fused Mamba-1 selective scan (ops SelectiveScan / SelectiveScanBackward) on CUDA,
 // forward and forward+backward, at Mamba-1 shapes: D channels (expand 2 x d_model 768 = 1536), d_state
 // N = 16, a fixed number of tokens per call (T from 1K to 32K, B = tokens / T). Rows for bf16 (u, B, C,
-// y in bf16; dt, A and the state fp32, what autocast runs) and f32.
+// y in bf16; dt, A and the state fp32, what autocast runs) and f32, in the automatic form (split over
+// chunks where the sequential grid is small for the GPU); "seq" columns force the sequential form (bf16).
 // Both ops run through the registry (kernel time, no autograd): fwd = the forward op (y, the final
 // state and the chunk-entry states); f+b = forward then backward op on a fixed dy. Timing: CUDA events
 // on the current stream around each call, after warm-up calls, median of --iters. "GB/s" counts the
@@ -23,6 +24,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "core/registry.h"
+#include "kernels/cuda/selective_scan.h"
 #include "layers/ssm_scan.h"
 
 namespace {
@@ -114,7 +116,8 @@ void compare_composed(const Options& opt) {
   for (int64_t i = 0; i < D * N; ++i) a[size_t(i)] = -double(i % N + 1);
   Tensor A = leaf(Tensor::from_vector(a, {D, N}, DType::F32));
   Tensor Bm = leaf(Tensor::randn({B, T, N}, gen, DType::F32)), Cm = leaf(Tensor::randn({B, T, N}, gen, DType::F32));
-  const Tensor ry = Tensor::randn({B, T, D}, gen, DType::F32).to(gpu), rh = Tensor::randn({B, D, N}, gen, DType::F32).to(gpu);
+  const Tensor ry = Tensor::randn({B, T, D}, gen, DType::F32).to(gpu);
+  const Tensor rh = Tensor::randn({B, D, N}, gen, DType::F32).to(gpu);
   auto step = [&](bool fused, bool backward) {
     Tensor hT;
     Tensor y = fused ? selective_scan(u, dt, A, Bm, Cm, Tensor(), &hT)
@@ -152,20 +155,23 @@ int run(const Options& opt) {
   const Tensor A = Tensor::from_vector(a, {D, N}, DType::F32).to(gpu);
   const Data bf = make_data(opt, DType::BF16, u32, bc32, dy32, dt, A);
   const Data fp = make_data(opt, DType::F32, u32, bc32, dy32, dt, A);
-  std::printf("%6s %3s | %9s %9s %7s | %9s %9s %7s\n", "T", "B", "bf16 fwd", "bf16 f+b", "GB/s", "f32 fwd",
-              "f32 f+b", "GB/s");
+  std::printf("%6s %3s | %9s %9s %7s | %9s %9s | %9s %9s %7s\n", "T", "B", "bf16 fwd", "bf16 f+b", "GB/s",
+              "seq fwd", "seq f+b", "f32 fwd", "f32 f+b", "GB/s");
   for (int64_t T : opt.lengths) {
     COIL_CHECK(T > 0 && opt.tokens % T == 0, "--lengths: ", T, " does not divide ", opt.tokens);
     const int64_t B = opt.tokens / T;
     const Times h = time_scan(opt, DType::BF16, bf, B, T);
+    const cuda::ScanMode prev = cuda::selective_scan_mode(cuda::ScanMode::kSequential);
+    const Times hs = time_scan(opt, DType::BF16, bf, B, T);
+    cuda::selective_scan_mode(prev);
     const Times f = time_scan(opt, DType::F32, fp, B, T);
     // u, y (storage type), dt (fp32), B, C (storage type) per token.
     auto gbs = [&](double elem, double ms) {
       const double bytes = double(B * T) * (double(opt.channels) * (2 * elem + 4) + 2.0 * double(opt.d_state) * elem);
       return bytes / (ms * 1e-3) / 1e9;
     };
-    std::printf("%6lld %3lld | %9.3f %9.3f %7.0f | %9.3f %9.3f %7.0f\n", (long long)T, (long long)B, h.fwd, h.fb,
-                gbs(2, h.fwd), f.fwd, f.fb, gbs(4, f.fwd));
+    std::printf("%6lld %3lld | %9.3f %9.3f %7.0f | %9.3f %9.3f | %9.3f %9.3f %7.0f\n", (long long)T, (long long)B,
+                h.fwd, h.fb, gbs(2, h.fwd), hs.fwd, hs.fb, f.fwd, f.fb, gbs(4, f.fwd));
     std::fflush(stdout);
   }
   compare_composed(opt);

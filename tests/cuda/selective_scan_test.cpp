@@ -1,9 +1,10 @@
 // CUDA Mamba-1 selective scan (ops SelectiveScan / SelectiveScanBackward) against the CPU op, the oracle.
 // Each check runs the op front-end with autograd on both devices (y, the final state hT, and the
 // gradients of u, dt, A, B, C, h0 from loss = sum(y ry) + sum(hT rh)):
-//  - f64 and f32: within a few ulp-scale tolerances of the CPU op in f64 on the same inputs, also with
-//    the backward split into several segments (a lowered partial budget);
-//  - bf16 (u, B, C, y and their gradients; dt, A, h0 and the state stay fp32): every output against the
+//  - f64 and f32: within a few ulp-scale tolerances of the CPU op in f64 on the same inputs, in both
+//    CUDA forms (sequential over T, split over chunks), also with the backward run over several
+//    segments (a lowered partial budget);
+//  - bf16 (u, B, C, y and their gradients; dt, A, h0 and the state stay fp32), both forms: every output against the
 //    f64 CPU op on the same inputs, with the low-precision rule: max and rms errors at most 2x
 //    those of a NAIVE bf16 composition against the same f64 reference. The naive one (naive_bf16 below)
 //    is what the composed scan does in a bf16 framework: fp32 arithmetic with every elementwise tensor
@@ -17,7 +18,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -116,7 +119,8 @@ Outs naive_bf16(const Case& c, const Inputs& in) {
         for (int64_t n = 0; n < N; ++n) {
           const double a = rb(std::exp(float(dt[size_t(i)] * A[size_t(d * N + n)])));
           at[size_t(t * N + n)] = a;
-          const double h = rb(float(rb(float(a * hs[size_t(t * N + n)])) + rb(float(x * Bm[size_t((b * T + t) * N + n)]))));
+          const double decayed = rb(float(a * hs[size_t(t * N + n)]));
+          const double h = rb(float(decayed + rb(float(x * Bm[size_t((b * T + t) * N + n)]))));
           hs[size_t((t + 1) * N + n)] = h;
           acc += float(h * Cm[size_t((b * T + t) * N + n)]);
         }
@@ -182,16 +186,33 @@ double rms_err(const std::vector<double>& got, const std::vector<double>& want) 
 // f64: summation order and libm only; f32: fp32 recurrences over a few hundred tokens.
 double tight_tol(DType t) { return t == DType::F64 ? 1e-11 : 1e-4; }
 
-void check_tight(DType t) {
-  uint64_t seed = 500;
-  for (const Case& c : kCases) {
-    const Inputs in = make_inputs(c, t, ++seed);
-    const Outs want = run_op(in, DType::F64, Device::cpu()), got = run_op(in, t, Device::cuda(0));
-    for (size_t k = 0; k < want.size(); ++k) {
-      const double err = max_err(got[k], want[k]), lim = tight_tol(t) * std::max(1.0, max_abs(want[k]));
-      EXPECT_LE(err, lim) << dtype_name(t) << " " << name_of(c) << " " << kNames[k];
-    }
+// Runs f under each CUDA form of the scan (sequential over T, split over chunks), then restores auto.
+void for_each_mode(const std::function<void(const char*)>& f) {
+#if COIL_HAVE_CUDA
+  for (auto [mode, name] : {std::pair{cuda::ScanMode::kSequential, "sequential"},
+                            std::pair{cuda::ScanMode::kSplit, "split"}}) {
+    const cuda::ScanMode prev = cuda::selective_scan_mode(mode);
+    f(name);
+    cuda::selective_scan_mode(prev);
   }
+#else
+  f("none");
+#endif
+}
+
+void check_tight(DType t) {
+  for_each_mode([&](const char* mode) {
+    SCOPED_TRACE(mode);
+    uint64_t seed = 500;
+    for (const Case& c : kCases) {
+      const Inputs in = make_inputs(c, t, ++seed);
+      const Outs want = run_op(in, DType::F64, Device::cpu()), got = run_op(in, t, Device::cuda(0));
+      for (size_t k = 0; k < want.size(); ++k) {
+        const double err = max_err(got[k], want[k]), lim = tight_tol(t) * std::max(1.0, max_abs(want[k]));
+        EXPECT_LE(err, lim) << dtype_name(t) << " " << name_of(c) << " " << kNames[k];
+      }
+    }
+  });
 }
 
 // The naive reference itself (host only, no GPU needed): without its bf16 rounding it is the scan, so
@@ -232,26 +253,29 @@ TEST(CudaSelectiveScan, SegmentedBackwardMatchesCpu) {
 
 TEST(CudaSelectiveScan, Bf16WithinTwiceNaiveError) {
   REQUIRE_CUDA();
-  uint64_t seed = 900;
-  for (const Case& c : kCases) {
-    const Inputs in = make_inputs(c, DType::BF16, ++seed);
-    const Outs want = run_op(in, DType::F64, Device::cpu());
-    const Outs got = run_op(in, DType::BF16, Device::cuda(0));
-    const Outs naive = naive_bf16(c, in);
-    for (size_t k = 0; k < want.size(); ++k) {
-      const double err = max_err(got[k], want[k]), nerr = max_err(naive[k], want[k]);
-      const double rms = rms_err(got[k], want[k]), nrms = rms_err(naive[k], want[k]);
-      // Floor: a small fraction of the output's magnitude (an output the naive run gets exactly right
-      // must not demand exactness).
-      const double floor = 1e-3 * std::max(1e-6, max_abs(want[k]));
-      std::printf("%-32s %-4s max err %.3e naive %.3e | rms %.3e naive %.3e\n", name_of(c).c_str(), kNames[k],
-                  err, nerr, rms, nrms);
-      EXPECT_LE(err, 2.0 * nerr + floor) << name_of(c) << " " << kNames[k] << ": max error " << err
-                                         << " vs naive bf16 " << nerr;
-      EXPECT_LE(rms, 2.0 * nrms + floor) << name_of(c) << " " << kNames[k] << ": rms error " << rms
-                                         << " vs naive bf16 " << nrms;
+  for_each_mode([&](const char* mode) {
+    SCOPED_TRACE(mode);
+    uint64_t seed = 900;
+    for (const Case& c : kCases) {
+      const Inputs in = make_inputs(c, DType::BF16, ++seed);
+      const Outs want = run_op(in, DType::F64, Device::cpu());
+      const Outs got = run_op(in, DType::BF16, Device::cuda(0));
+      const Outs naive = naive_bf16(c, in);
+      for (size_t k = 0; k < want.size(); ++k) {
+        const double err = max_err(got[k], want[k]), nerr = max_err(naive[k], want[k]);
+        const double rms = rms_err(got[k], want[k]), nrms = rms_err(naive[k], want[k]);
+        // Floor: a small fraction of the output's magnitude (an output the naive run gets exactly right
+        // must not demand exactness).
+        const double floor = 1e-3 * std::max(1e-6, max_abs(want[k]));
+        std::printf("%-10s %-32s %-4s max err %.3e naive %.3e | rms %.3e naive %.3e\n", mode, name_of(c).c_str(),
+                    kNames[k], err, nerr, rms, nrms);
+        EXPECT_LE(err, 2.0 * nerr + floor) << name_of(c) << " " << kNames[k] << ": max error " << err
+                                           << " vs naive bf16 " << nerr;
+        EXPECT_LE(rms, 2.0 * nrms + floor) << name_of(c) << " " << kNames[k] << ": rms error " << rms
+                                           << " vs naive bf16 " << nrms;
+      }
     }
-  }
+  });
 }
 
 // The Mamba1 layer on CUDA (f32: every op of the layer, the scan through the fused op) against the same
@@ -285,7 +309,8 @@ TEST(CudaSelectiveScan, Mamba1LayerMatchesCpu) {
   };
   check("y", host(yg), host(yc));
   check("dx", host(xg.grad()), host(xc.grad()));
-  for (size_t i = 0; i < pc.size(); ++i) check("d " + pc[i].first, host(pg[i].second.grad()), host(pc[i].second.grad()));
+  for (size_t i = 0; i < pc.size(); ++i)
+    check("d " + pc[i].first, host(pg[i].second.grad()), host(pc[i].second.grad()));
 }
 
 }  // namespace
