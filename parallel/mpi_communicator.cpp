@@ -1,5 +1,8 @@
 // The MPI communicator. Collectives map one to one onto MPI calls on a duplicated communicator; avg is a
 // sum followed by a division (MPI has no average). bf16 is moved as 16-bit words and never reduced.
+// f32 sums travel as f64 and are rounded once at the end: the ranks' partial sums then add up exactly
+// (whatever order MPI picks), so an all-reduce and a reduce-scatter give the same values (plain data
+// parallel = ZeRO-1) and a sharded gradient is as close to the single-rank one as its shards allow.
 #include "parallel/mpi_communicator.h"
 
 #include <mpi.h>
@@ -53,6 +56,9 @@ struct Staged {
   }
 };
 
+// f32 sum / avg: reduced in f64 (see the top of the file).
+bool widened(const Tensor& t, ReduceOp op) { return t.dtype() == DType::F32 && op != ReduceOp::Max; }
+
 void divide_by(const Tensor& t, int n) {
   if (n == 1) return;
   if (t.dtype() == DType::F32) {
@@ -66,8 +72,8 @@ void divide_by(const Tensor& t, int n) {
 
 class MpiWork : public Work {
  public:
-  MpiWork(MPI_Request req, Tensor t, bool average, int size)
-      : req_(req), t_(std::move(t)), average_(average), size_(size) {}
+  MpiWork(MPI_Request req, Tensor t, bool average, int size, Tensor wide = Tensor())
+      : req_(req), t_(std::move(t)), wide_(std::move(wide)), average_(average), size_(size) {}
   ~MpiWork() override {
     // A work dropped without wait() must still complete before its buffer can go away.
     if (req_ != MPI_REQUEST_NULL) {
@@ -80,12 +86,13 @@ class MpiWork : public Work {
     if (done_) return;
     COIL_MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE), "(async all_reduce of ", t_.describe(), ")");
     done_ = true;
-    if (average_) divide_by(t_, size_);
+    if (average_) divide_by(wide_.defined() ? wide_ : t_, size_);
+    if (wide_.defined()) t_.copy_(wide_);
   }
 
  private:
   MPI_Request req_;
-  Tensor t_;
+  Tensor t_, wide_;  // wide_: the f64 buffer MPI reduces when t_ is f32
   bool average_;
   int size_;
   bool done_ = false;
@@ -114,10 +121,12 @@ class MpiCommunicator : public Communicator {
     detail::check_buffer(*this, "all_reduce", t, "input");
     detail::check_reducible(*this, "all_reduce", t, op);
     Staged s(t);
-    COIL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, s.host.data_ptr(), count_of(t, "all_reduce"),
-                                 mpi_type(t.dtype()), mpi_op(op), comm_),
+    Tensor buf = widened(t, op) ? s.host.to(DType::F64) : s.host;
+    COIL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf.data_ptr(), count_of(t, "all_reduce"),
+                                 mpi_type(buf.dtype()), mpi_op(op), comm_),
                    "on ", name(), " with ", t.describe());
-    if (op == ReduceOp::Avg) divide_by(s.host, size_);
+    if (op == ReduceOp::Avg) divide_by(buf, size_);
+    if (buf.dtype() != s.host.dtype()) s.host.copy_(buf);
     s.finish();
   }
 
@@ -126,10 +135,12 @@ class MpiCommunicator : public Communicator {
     detail::check_buffer(*this, "all_reduce_async", t, "input");
     detail::check_reducible(*this, "all_reduce_async", t, op);
     MPI_Request req;
-    COIL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), count_of(t, "all_reduce_async"),
-                                  mpi_type(t.dtype()), mpi_op(op), comm_, &req),
+    Tensor wide = widened(t, op) ? t.to(DType::F64) : Tensor();
+    const Tensor& buf = wide.defined() ? wide : t;
+    COIL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.data_ptr(), count_of(t, "all_reduce_async"),
+                                  mpi_type(buf.dtype()), mpi_op(op), comm_, &req),
                    "on ", name(), " with ", t.describe());
-    return std::make_shared<MpiWork>(req, t, op == ReduceOp::Avg, size_);
+    return std::make_shared<MpiWork>(req, t, op == ReduceOp::Avg, size_, wide);
   }
 
   void reduce_scatter(const Tensor& input, const Tensor& output, ReduceOp op) override {
@@ -140,11 +151,15 @@ class MpiCommunicator : public Communicator {
                "reduce_scatter on ", name(), ": input ", input.describe(), " must hold ", size_,
                " blocks of output ", output.describe());
     Staged si(input), so(output);
-    COIL_MPI_CHECK(MPI_Reduce_scatter_block(si.host.data_ptr(), so.host.data_ptr(),
+    const bool wide = widened(input, op);
+    Tensor in = wide ? si.host.to(DType::F64) : si.host;
+    Tensor out = wide ? Tensor::empty(so.host.shape(), DType::F64, so.host.device()) : so.host;
+    COIL_MPI_CHECK(MPI_Reduce_scatter_block(in.data_ptr(), out.data_ptr(),
                                             count_of(output, "reduce_scatter"),
-                                            mpi_type(input.dtype()), mpi_op(op), comm_),
+                                            mpi_type(in.dtype()), mpi_op(op), comm_),
                    "on ", name(), " with ", input.describe());
-    if (op == ReduceOp::Avg) divide_by(so.host, size_);
+    if (op == ReduceOp::Avg) divide_by(out, size_);
+    if (wide) so.host.copy_(out);
     so.finish();
   }
 

@@ -146,8 +146,17 @@ Tensor mul(const Tensor& a_in, const Tensor& b_in) {
   bool ga = a.requires_grad(), gb = b.requires_grad();
   record("MulBackward", {a, b}, {y},
          [ga, gb](const Grads& g, const Grads& s) {
-           return Grads{ga ? sum_to(g[0] * s[1], s[0].shape()) : Tensor(),
-                        gb ? sum_to(g[0] * s[0], s[1].shape()) : Tensor()};
+           // A broadcast operand's gradient is a sum of products (Mamba-2's D, gated-norm weights):
+           // on the CPU in f32 the products are summed in f64 and rounded once, as the CPU kernels'
+           // reductions are; rounding each product first put ~5e-6 of the sum's scale into D's
+           // gradient, which sequence / tensor shards then round differently (issue 5).
+           auto reduced = [](const Tensor& dy, const Tensor& other, const Shape& shape) {
+             if (dy.shape() == shape || dy.dtype() != DType::F32 || !dy.device().is_cpu())
+               return sum_to(dy * other, shape);
+             return sum_to(dy.to(DType::F64) * other.to(DType::F64), shape).to(DType::F32);
+           };
+           return Grads{ga ? reduced(g[0], s[1], s[0].shape()) : Tensor(),
+                        gb ? reduced(g[0], s[0], s[1].shape()) : Tensor()};
          },
          {a, b});
   return y;

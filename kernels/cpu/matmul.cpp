@@ -1,7 +1,12 @@
 // Matmul (batched, optional transposes, broadcast batch of 1, optional accumulate) and Linear
 // (y = x w^T + b), both on top of one GEMM (matmul.h). The loop GEMM packs operands to A (M, K) and
 // B (K, N), then per row of C accumulates a_ik * B[k, :] in double over column blocks; CBLAS, when
-// present, replaces it batch by batch.
+// present, replaces it batch by batch. Either way an f32 product accumulates in double and is rounded
+// once, like every other CPU reduction: CBLAS gets f32 operands widened to double (dgemm: slower than
+// sgemm; the CPU backend is the reference, speed is the GPU's job). With sgemm's f32 accumulation,
+// gradients that sum over batch and sequence were ~1e-5 (of the tensor's largest entry) from fp64,
+// and a sharded run (another summation order) as far again from the single-rank one (issue 5 asks
+// < 1e-5 between them).
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>
@@ -62,12 +67,6 @@ void gemm_loops_impl(const GemmArgs<T>& g) {
 // Leading dimensions must be >= 1 even for empty matrices.
 inline int ld(int64_t n) { return int(std::max<int64_t>(n, 1)); }
 // Rows [i0, i0 + m) of C. With trans_a, A is stored (K, M), so its rows start at column i0.
-void cblas_rows(const GemmArgs<float>& g, int64_t i0, int64_t m) {
-  cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans,
-              g.trans_b ? CblasTrans : CblasNoTrans, int(m), int(g.N), int(g.K), 1.0f,
-              g.a + (g.trans_a ? i0 : i0 * g.K), ld(g.trans_a ? g.M : g.K), g.b,
-              ld(g.trans_b ? g.K : g.N), g.accumulate ? 1.0f : 0.0f, g.c + i0 * g.N, ld(g.N));
-}
 void cblas_rows(const GemmArgs<double>& g, int64_t i0, int64_t m) {
   cblas_dgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans,
               g.trans_b ? CblasTrans : CblasNoTrans, int(m), int(g.N), int(g.K), 1.0,
@@ -78,8 +77,7 @@ void cblas_rows(const GemmArgs<double>& g, int64_t i0, int64_t m) {
 // slower on a 2-core machine), so OpenBLAS runs single-threaded and the rows of C are split across
 // the OpenMP team instead. Each row block is an independent GEMM, so results do not depend on the
 // thread count.
-template <typename T>
-void cblas_gemm(const GemmArgs<T>& g) {
+void cblas_gemm(const GemmArgs<double>& g) {
 #ifdef COIL_OPENBLAS
   static const bool single = (openblas_set_num_threads(1), true);
   (void)single;
@@ -90,6 +88,37 @@ void cblas_gemm(const GemmArgs<T>& g) {
   for (int64_t blk = 0; blk < blocks; ++blk) {
     const int64_t i0 = blk * kRowBlock;
     cblas_rows(g, i0, std::min(kRowBlock, g.M - i0));
+  }
+}
+// f32: B widened to double once; per block of rows of C, the rows of op(A) (and of C when
+// accumulating) widened, one dgemm, C rounded once. Products of two f32 values are exact in double,
+// so the store is the only rounding. The buffers are per block (rows x (K + N)) besides B.
+void cblas_gemm(const GemmArgs<float>& g) {
+#ifdef COIL_OPENBLAS
+  static const bool single = (openblas_set_num_threads(1), true);
+  (void)single;
+#endif
+  const int64_t M = g.M, N = g.N, K = g.K;
+  const std::vector<double> b(g.b, g.b + K * N);  // stored layout: (K, N), or (N, K) if trans_b
+  constexpr int64_t kRowBlock = 64;
+  const int64_t blocks = (M + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel for schedule(static) if (blocks > 1 && M * N * K > (int64_t(1) << 20))
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i0 = blk * kRowBlock, m = std::min(kRowBlock, M - i0);
+    std::vector<double> a(size_t(m * K)), c(size_t(m * N));
+    if (g.trans_a) {  // stored (K, M): columns i0 .. i0 + m -> (K, m)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t i = 0; i < m; ++i) a[size_t(k * m + i)] = g.a[k * M + i0 + i];
+    } else {
+      std::copy(g.a + i0 * K, g.a + (i0 + m) * K, a.begin());
+    }
+    float* crow = g.c + i0 * N;
+    if (g.accumulate) std::copy(crow, crow + m * N, c.begin());
+    cblas_dgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans,
+                g.trans_b ? CblasTrans : CblasNoTrans, int(m), int(N), int(K), 1.0, a.data(),
+                ld(g.trans_a ? m : K), b.data(), ld(g.trans_b ? K : N), g.accumulate ? 1.0 : 0.0,
+                c.data(), ld(N));
+    std::transform(c.begin(), c.end(), crow, [](double x) { return float(x); });
   }
 }
 #endif
