@@ -32,11 +32,16 @@
 # cpu: 2 ranks), OUT (logs and summary; default /tmp/coil_multi_gpu), PARTS, BUDGET_S (default 450),
 # SMALL (default 2mamba). DEVICE=cpu runs every part with tiny models and the MPI backend
 # (--oversubscribe) to check this script itself. Exit status: 1 when a correctness check failed.
+# With 4 or 8 GPUs part a has 8 or 11 layouts per model and precision: BUDGET_S=900 (4) or 1500 (8)
+# runs them all; with less, the runs past each part's share are listed as skipped.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${COIL:?set COIL to a built coil binary, e.g. COIL=/tmp/b/launch/coil}"
 COIL="$(readlink -f "$COIL")"
 [[ -x "$COIL" ]] || { echo "multi_gpu: COIL=$COIL is not an executable" >&2; exit 2; }
+for tool in python3 mpirun timeout; do
+  command -v $tool >/dev/null || { echo "multi_gpu: $tool not found (needed to launch and to read the metrics)" >&2; exit 2; }
+done
 DEVICE=${DEVICE:-cuda}
 PARTS=${PARTS:-"t a b c d e"}
 BUDGET_S=${BUDGET_S:-450}
