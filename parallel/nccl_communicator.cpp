@@ -123,46 +123,77 @@ void NcclCommunicator::init(Communicator& bootstrap, int device) {
   rank_ = bootstrap.rank();
   size_ = bootstrap.size();
   state_->device = device;
+  // Every step that can fail on one rank alone is followed by an exchange over the bootstrap that
+  // tells every rank, so that no rank is left waiting in a collective the failed one never joins.
+  auto fail_together = [&](const std::string& my_error, const std::vector<int64_t>& failed) {
+    for (int q = 0; q < size_; ++q) {
+      if (!failed[size_t(q)]) continue;
+      if (q == rank_) COIL_FAIL(my_error);
+      COIL_FAIL(name(), ": rank ", q, " could not set up NCCL (its error is printed there)");
+    }
+  };
+
+  // The GPU: its UUID (two words) and whether this rank could bind it (third word).
+  std::string bind_error;
+  int64_t mine[2] = {0, 0};
   int count = 0;
-  check_cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount", name());
-  COIL_CHECK(device >= 0 && device < count, name(), ": rank ", rank_, " asks for CUDA device ", device,
-             " but this process sees ", count, " (CUDA_VISIBLE_DEVICES='",
-             std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "", "')");
-  check_cuda(cudaSetDevice(device), "cudaSetDevice", name());
+  try {
+    check_cuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount", name());
+    COIL_CHECK(device >= 0 && device < count, name(), ": rank ", rank_, " asks for CUDA device ", device,
+               " but this process sees ", count, " (CUDA_VISIBLE_DEVICES='",
+               std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "", "')");
+    check_cuda(cudaSetDevice(device), "cudaSetDevice", name());
+    cudaDeviceProp prop{};
+    check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties", name());
+    static_assert(sizeof(prop.uuid.bytes) == sizeof(mine));
+    std::memcpy(mine, prop.uuid.bytes, sizeof(mine));
+  } catch (const Error& e) {
+    bind_error = e.message();
+  }
+  Tensor my_gpu = Tensor::from_ints({mine[0], mine[1], bind_error.empty() ? 0 : 1}, {3}, DType::I64);
+  Tensor gpus = Tensor::zeros({3 * int64_t(size_)}, DType::I64);
+  bootstrap.all_gather(my_gpu, gpus);
+  const std::vector<int64_t> all = gpus.to_ints();
+  std::vector<int64_t> failed(static_cast<size_t>(size_), 0);
+  for (int q = 0; q < size_; ++q) failed[size_t(q)] = all[size_t(3 * q + 2)];
+  fail_together(bind_error, failed);
 
   // One GPU per rank: NCCL refuses two ranks on one GPU with a bare "duplicate GPU" error, and only
   // from ncclCommInitRank, after every rank has started; the UUIDs of every rank's GPU say it first
   // and say what to do. Every rank sees the same table, so all of them fail together.
-  cudaDeviceProp prop{};
-  check_cuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties", name());
-  int64_t mine[2];
-  static_assert(sizeof(prop.uuid.bytes) == sizeof(mine));
-  std::memcpy(mine, prop.uuid.bytes, sizeof(mine));
-  Tensor my_uuid = Tensor::from_ints({mine[0], mine[1]}, {2}, DType::I64);
-  Tensor uuids = Tensor::zeros({2 * int64_t(size_)}, DType::I64);
-  bootstrap.all_gather(my_uuid, uuids);
-  const std::vector<int64_t> all = uuids.to_ints();
   for (int a = 0; a < size_; ++a)
     for (int b = a + 1; b < size_; ++b)
-      COIL_CHECK(!(all[size_t(2 * a)] == all[size_t(2 * b)] && all[size_t(2 * a + 1)] == all[size_t(2 * b + 1)]),
-                 name(), ": ranks ", a, " and ", b, " would both use GPU ", uuid_text(&all[size_t(2 * a)]),
+      COIL_CHECK(!(all[size_t(3 * a)] == all[size_t(3 * b)] && all[size_t(3 * a + 1)] == all[size_t(3 * b + 1)]),
+                 name(), ": ranks ", a, " and ", b, " would both use GPU ", uuid_text(&all[size_t(3 * a)]),
                  " (this is rank ", rank_, " on host ", host_name(), ", CUDA device ", device, " of ", count,
                  "). NCCL needs one GPU per rank: start at most as many ranks per node as it has GPUs, "
                  "or set parallel.backend: mpi to let ranks share a GPU (slower: tensors go through host "
                  "memory)");
 
+  // The unique id, from rank 0: bytes packed into i32 words, and one more word saying whether rank 0
+  // could make it.
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
-  if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId", name());
-  // The id travels as bytes packed into i32 words over the bootstrap communicator.
+  std::string id_error;
+  if (rank_ == 0) {
+    try {
+      check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId", name());
+    } catch (const Error& e) {
+      id_error = e.message();
+    }
+  }
   constexpr int64_t kWords = (sizeof(ncclUniqueId) + 3) / 4;
-  std::vector<int64_t> words(kWords, 0);
+  std::vector<int64_t> words(kWords + 1, 0);
   std::vector<int32_t> raw(kWords, 0);
   std::memcpy(raw.data(), &id, sizeof(id));
   for (int64_t i = 0; i < kWords; ++i) words[size_t(i)] = raw[size_t(i)];
-  Tensor t = Tensor::from_ints(words, {kWords}, DType::I32);
+  words[size_t(kWords)] = id_error.empty() ? 0 : 1;
+  Tensor t = Tensor::from_ints(words, {kWords + 1}, DType::I32);
   bootstrap.broadcast(t, 0);
   const std::vector<int64_t> got = t.to_ints();
+  std::vector<int64_t> id_failed(static_cast<size_t>(size_), 0);
+  id_failed[0] = got[size_t(kWords)];
+  fail_together(id_error, id_failed);
   for (int64_t i = 0; i < kWords; ++i) raw[size_t(i)] = int32_t(got[size_t(i)]);
   std::memcpy(&id, raw.data(), sizeof(id));
   check_nccl(ncclCommInitRank(&state_->comm, size_, id, rank_), "ncclCommInitRank", name());

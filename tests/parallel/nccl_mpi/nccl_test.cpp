@@ -227,9 +227,34 @@ TEST(Nccl, TwoRanksOnOneGpuAreRefused) {
     EXPECT_NE(m.find("parallel.backend: mpi"), std::string::npos) << m;
   }
   // The world is still usable afterwards (nothing was left half made).
+  cudaSetDevice(world()->rank());
   Tensor t = Tensor::ones({2}, DType::F32, gpu());
   nccl()->all_reduce(t, ReduceOp::Sum);
   EXPECT_EQ(host(t), std::vector<double>(2, double(world()->size())));
+}
+
+TEST(Nccl, ARankWithoutItsGpuFailsEveryRank) {
+  COIL_NEED_NCCL();
+  const int n = world()->size(), r = world()->rank();
+  if (n == 1) GTEST_SKIP() << "needs two ranks";
+  // The last rank asks for a device it does not have: every rank fails (none waits forever), the
+  // last one with its own reason, the others naming it.
+  int count = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  try {
+    NcclCommunicator bad(world(), r == n - 1 ? count : r, "bad");
+    ADD_FAILURE() << "a rank without its GPU was accepted";
+  } catch (const Error& e) {
+    const std::string m = e.message();
+    if (r == n - 1)
+      EXPECT_NE(m.find("asks for CUDA device"), std::string::npos) << m;
+    else
+      EXPECT_NE(m.find("rank " + std::to_string(n - 1) + " could not set up NCCL"), std::string::npos) << m;
+  }
+  cudaSetDevice(r);  // the failed binding may have left another current device
+  Tensor t = Tensor::ones({2}, DType::F32, gpu());
+  nccl()->all_reduce(t, ReduceOp::Sum);
+  EXPECT_EQ(host(t), std::vector<double>(2, double(n)));
 }
 
 }  // namespace
