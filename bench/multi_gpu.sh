@@ -299,8 +299,9 @@ if has_part b; then
   for n in $(pow2_upto "$NGPU"); do
     train "b-dp$n" "$n" 150 "$cfg" "${form[@]}" --set train.seq_len=$SEQ --set train.batch_size=$((8 * n)) \
       --set parallel.dp=$n
+    rc=$?
     read -r tok peak comm ms <<<"$(metrics "b-dp$n")"
-    if [[ $tok == - ]]; then say "b  $n      (no result: $OUTDIR/b-dp$n.log)"; continue; fi
+    if [[ $rc != 0 || $tok == - ]]; then say "b  $n      (no result, rc $rc: $OUTDIR/b-dp$n.log)"; continue; fi
     per=$((tok / n))
     [[ -z $base ]] && base=$per
     say "$(printf 'b  %-5s %10s %14s %9s %11s %11s %10s' "$n" "$tok" "$per" "$ms" \
@@ -322,13 +323,15 @@ if has_part c; then
   for n in $(pow2_upto "$NGPU"); do
     name="c-tp$n"
     # tp1 is part b's one-GPU run when it exists (the same config and batch).
-    if ((n == 1)) && [[ -s "$WORK/b-dp1/metrics.jsonl" ]]; then
+    rc=0
+    if ((n == 1)) && grep -qE '^b  1 +[0-9]' "$SUMMARY"; then
       name="b-dp1"
     else
       train "$name" "$n" 150 "$cfg" "${form[@]}" --set train.seq_len=$SEQ --set parallel.tp=$n
+      rc=$?
     fi
     read -r tok peak comm ms <<<"$(metrics "$name")"
-    if [[ $tok == - ]]; then say "c  $n    (no result: $OUTDIR/$name.log)"; continue; fi
+    if [[ $rc != 0 || $tok == - ]]; then say "c  $n    (no result, rc $rc: $OUTDIR/$name.log)"; continue; fi
     [[ -z $base ]] && base=$ms
     say "$(printf 'c  %-4s %8s %10s %10s %12s %11s %10s' "$n" "$ms" "$tok" \
       "$(python3 -c "print(f'{$base/$ms:.2f}x')")" "$(python3 -c "print(f'{100*$base/$ms/$n:.1f}%')")" \
