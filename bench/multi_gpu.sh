@@ -423,7 +423,11 @@ EOF
   if ((budget >= 15)); then
     t=$SECONDS
     # CUDA_VISIBLE_DEVICES is the stand-in's to set per node (run_multinode.sh forwards CUDA_*).
-    env -u CUDA_VISIBLE_DEVICES OMPI_MCA_plm_rsh_agent="$WORK/fake_ssh" \
+    # The launcher of remote daemons: plm_rsh_agent (Open MPI 4), plm_ssh_agent (5, PRRTE).
+    agent=(OMPI_MCA_plm_rsh_agent="$WORK/fake_ssh")
+    mpirun --version 2>/dev/null | grep -qE 'Open MPI\) [5-9]' &&
+      agent=(PRTE_MCA_plm_ssh_agent="$WORK/fake_ssh" OMPI_MCA_plm_ssh_agent="$WORK/fake_ssh")
+    env -u CUDA_VISIBLE_DEVICES "${agent[@]}" \
       timeout -k 10 "$budget" "$ROOT/launch/mpi/run_multinode.sh" --hostfile "$WORK/hosts" \
       --gpus-per-node "$half" "$COIL" train --config "$cfg" "${ecommon[@]}" "${lay[@]}" \
       --set checkpoint.dir="$WORK/e-two-nodes/ckpt" --set logging.jsonl="$WORK/e-two-nodes/metrics.jsonl" \
