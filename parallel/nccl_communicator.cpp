@@ -70,13 +70,17 @@ class SideWork : public Work {
  public:
   SideWork(cudaEvent_t done, Tensor t, int device, std::string who)
       : done_(done), t_(std::move(t)), device_(device), who_(std::move(who)) {}
+  // The current stream may be the legacy default stream (nullptr), which names the current
+  // device's: hence the device guards.
   ~SideWork() override {
     if (!done_) return;
+    cuda::DeviceGuard guard(device_);
     cudaStreamWaitEvent(cuda::current_stream(device_), done_, 0);
     cudaEventDestroy(done_);
   }
   void wait() override {
     if (!done_) return;
+    cuda::DeviceGuard guard(device_);
     check_cuda(cudaStreamWaitEvent(cuda::current_stream(device_), done_, 0), "cudaStreamWaitEvent", who_);
     cudaEventDestroy(done_);
     done_ = nullptr;
@@ -353,6 +357,7 @@ void NcclCommunicator::recv(const Tensor& t, int src, int tag) {
 
 void NcclCommunicator::barrier() {
   // Work already enqueued finishes first, so a barrier also means "my collectives are done".
+  cuda::DeviceGuard guard(state_->device);
   check_cuda(cudaStreamSynchronize(cuda::current_stream(state_->device)), "cudaStreamSynchronize", name());
   if (host_) return host_->barrier();
   Tensor one = Tensor::ones({1}, DType::F32, Device::cuda(state_->device));
