@@ -52,7 +52,9 @@ WORK="$OUTDIR/work"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 if [[ $DEVICE == cuda ]]; then
-  NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | wc -l)}
+  NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
+  # without nvidia-smi: the device nodes
+  [[ "$NGPU" -ge 1 ]] || NGPU=$(find /dev -maxdepth 1 -name 'nvidia[0-9]*' 2>/dev/null | wc -l)
   [[ "$NGPU" -ge 1 ]] || { echo "multi_gpu: no GPU found (nvidia-smi -L); set NGPU or DEVICE=cpu" >&2; exit 2; }
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 else
