@@ -191,10 +191,10 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   const int64_t nparams = par.num_parameters();
   const double flops_per_token = train_flops_per_token(cfg.model, nparams, cfg.train.seq_len);
   // The banner names the communicator, so a log says whether NCCL or MPI moved the tensors.
-  const std::string backend =
-      world->size() == 1 && world == launch_world
-          ? "backend single, " + device_name(device)
-          : "backend " + resolve_backend(cfg, world->size()) + ", " + world->name();
+  const std::string backend_kind = resolve_backend(cfg, launch_world->size());
+  const std::string backend = launch_world->size() == 1 && backend_kind != "nccl"
+                                  ? "backend single, " + device_name(device)
+                                  : "backend " + backend_kind + ", " + world->name();
   if (out) {
     std::snprintf(line, sizeof line,
                   "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step "
@@ -308,7 +308,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
       // Bytes this rank communicated per step over the window (the held-out passes of an eval step
       // included).
       const double comm_per_step =
-          comm_counts ? double(comm_counts->total_bytes() - window_comm) / double(std::max<int64_t>(window_steps, 1))
+          comm_counts ? double(comm_counts->total_bytes() - window_comm) /
+                            double(std::max<int64_t>(window_steps, 1))
                       : NAN;
       if (out && (do_log || stop_nan)) {
         std::string mfu_text = std::isfinite(mfu) ? "" : "-";
@@ -323,7 +324,8 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
                       (long long)step, (long long)steps, loss_value, lr, norm, tok_s,
                       mfu_text.c_str(), format_bytes(mem.current_bytes).c_str(),
                       format_bytes(mem.peak_bytes).c_str(),
-                      comm_counts ? (" | comm " + format_bytes(int64_t(comm_per_step)) + "/step").c_str() : "",
+                      comm_counts ? (" | comm " + format_bytes(int64_t(comm_per_step)) + "/step").c_str()
+                                  : "",
                       format_duration(eta).c_str(),
                       rec.skipped ? " | SKIPPED (non-finite)" : "");
         *out << line;
