@@ -1,12 +1,16 @@
 // prefix_attention: flash-attention style in blocks of queries x keys with an online softmax (running
 // row max m, sum l, accumulator), so no (Tq, Tk) score tensor exists; one autograd node that keeps
 // only q, k, v, the output and the row log-sum-exp, and recomputes each block's scores in backward.
-// The blocks run on the tensor ops (any device, f32 / f64); their reductions accumulate like those.
+// The blocks run on the tensor ops (any device) in f32 (f64 for f64 inputs) with autocast off, forward
+// and backward: the running max / sum / output need the precision, and the backward's mixed inputs
+// (a bf16 q next to an f32 incoming gradient) one dtype. The output and the gradients come back in
+// the inputs' dtypes.
 #include "layers/prefix_attention.h"
 
 #include <algorithm>
 #include <vector>
 
+#include "core/autocast.h"
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops.h"
@@ -48,15 +52,22 @@ struct Blocks {
 };
 
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) { return xs.size() == 1 ? xs[0] : concat(xs, dim); }
+// The compute dtype: f64 stays, f32 and bf16 run in f32.
+Tensor to_compute(const Tensor& t) {
+  const DType ct = t.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  return t.dtype() == ct ? t : t.to(ct);
+}
+Tensor to_dtype(const Tensor& t, DType dt) { return t.dtype() == dt ? t : t.to(dt); }
 
 }  // namespace
 
 Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, double sm_scale,
                         const Tensor& acs_q, const Tensor& acs_k) {
   COIL_CHECK(q.dim() == 4 && k.dim() == 4 && v.shape() == k.shape() && q.size(0) == k.size(0) &&
-                 q.size(2) == k.size(2) && q.size(3) == k.size(3) && k.size(1) >= q.size(1),
+                 q.size(2) == k.size(2) && q.size(3) == k.size(3) && k.size(1) >= q.size(1) &&
+                 q.size(1) > 0,
              "prefix_attention: q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " / v ",
-             shape_str(v.shape()), " do not fit (expected (B, Tq, H, D) and (B, Tk >= Tq, H, D))");
+             shape_str(v.shape()), " do not fit (expected (B, Tq > 0, H, D) and (B, Tk >= Tq, H, D))");
   const bool decay = acs_q.defined();
   if (decay)
     COIL_CHECK(acs_k.defined() && acs_q.shape() == (Shape{q.size(0), q.size(1), q.size(2)}) &&
@@ -68,14 +79,15 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
   bl.scale = sm_scale;
   bl.Tq = q.size(1), bl.Tk = k.size(1), bl.P = bl.Tk - bl.Tq;
   bl.kb = kBlock * kBlock / std::max<int64_t>(1, std::min(kBlock, bl.Tq));
-  auto heads_first = [](const Tensor& x) { return x.detach().permute({0, 2, 1, 3}); };  // (B, H, T, D)
-  auto acs_col = [](const Tensor& a) { return a.detach().permute({0, 2, 1}).unsqueeze(3); };  // (B, H, T, 1)
+  auto heads_first = [](const Tensor& x) { return to_compute(x.detach()).permute({0, 2, 1, 3}); };  // (B, H, T, D)
+  auto acs_col = [](const Tensor& a) { return to_compute(a.detach()).permute({0, 2, 1}).unsqueeze(3); };  // (B, H, T, 1)
   bl.q = heads_first(q), bl.k = heads_first(k), bl.v = heads_first(v);
   if (decay) bl.acs_q = acs_col(acs_q), bl.acs_k = acs_col(acs_k);
 
   Tensor o, lse;  // (B, H, Tq, D), (B, H, Tq, 1)
   {
     NoGradGuard ng;
+    AutocastGuard full(false);
     std::vector<Tensor> os, lses;
     for (int64_t i0 = 0; i0 < bl.Tq; i0 += kBlock) {
       const int64_t ni = std::min(kBlock, bl.Tq - i0);
@@ -101,15 +113,20 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
     o = cat(os, 2);
     lse = cat(lses, 2);
   }
-  Tensor y = o.permute({0, 2, 1, 3}).contiguous();  // (B, Tq, H, D)
+  Tensor o_tok = o.permute({0, 2, 1, 3}).contiguous();  // (B, Tq, H, D), compute dtype
+  Tensor y = to_dtype(o_tok, q.dtype());                 // o_tok itself unless q is bf16
   std::vector<Tensor> inputs = {q, k, v};
   if (decay) inputs.push_back(acs_q), inputs.push_back(acs_k);
+  std::vector<DType> dtypes;
+  for (const Tensor& t : inputs) dtypes.push_back(t.dtype());
   record("PrefixAttentionBackward", inputs, {y},
-         [bl, decay](const std::vector<Tensor>& g, const std::vector<Tensor>& sv) {
+         [bl, decay, dtypes](const std::vector<Tensor>& g, const std::vector<Tensor>& sv) {
            NoGradGuard ng;
-           const Tensor &y_saved = sv[0], &lse_s = sv[1];
-           Tensor dO = g[0].permute({0, 2, 1, 3});                              // (B, H, Tq, D)
-           Tensor delta = sum(g[0] * y_saved, 3, true).permute({0, 2, 1, 3});   // (B, H, Tq, 1)
+           AutocastGuard full(false);
+           const Tensor &o_saved = sv[0], &lse_s = sv[1];
+           const Tensor dy = to_compute(g[0]);
+           Tensor dO = dy.permute({0, 2, 1, 3});                                // (B, H, Tq, D)
+           Tensor delta = sum(dy * o_saved, 3, true).permute({0, 2, 1, 3});     // (B, H, Tq, 1)
            const int64_t nkb = (bl.Tk + bl.kb - 1) / bl.kb;
            const size_t n_kb = static_cast<size_t>(nkb);
            std::vector<Tensor> dqs, dks(n_kb), dvs(n_kb), daqs, daks(n_kb);
@@ -152,9 +169,10 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
              grads.push_back(per_token(cat(daqs, 2)));
              grads.push_back(per_token(cat(daks, 2)));
            }
+           for (size_t i = 0; i < grads.size(); ++i) grads[i] = to_dtype(grads[i], dtypes[i]);
            return grads;
          },
-         {y, lse});
+         {o_tok, lse});
   return y;
 }
 

@@ -105,6 +105,30 @@ TEST(PrefixAttention, Fp32CloseToFp64) {
   EXPECT_LT(max_rel(run(true, a, 0.35), run(true, b, 0.35)), 1e-6);
 }
 
+// bf16 inputs (as under autocast on a GPU) run in f32 inside and come back in bf16, gradients too
+// (the CPU has no bf16 arithmetic, so this also shows that nothing inside computes in bf16).
+TEST(PrefixAttention, Bf16InputsComputeInF32) {
+  const Case c{1, 70, 200, 2, 8, true};
+  std::vector<Tensor> ref = leaves(c, 51), lo;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    lo.push_back(ref[i].detach().to(i < 3 ? DType::BF16 : DType::F32));  // the decay stays f32
+    lo.back().set_requires_grad(true);
+  }
+  Generator g(8);
+  Tensor dy = Tensor::randn({c.B, c.Tq, c.H, c.D}, g, DType::F64);
+  Tensor y_lo = run(true, lo, 0.35), y_ref = run(true, ref, 0.35);
+  EXPECT_EQ(y_lo.dtype(), DType::BF16);
+  EXPECT_LT(max_rel(y_lo.to(DType::F64), y_ref), 3e-2);
+  sum(y_lo.to(DType::F64) * dy).backward();
+  sum(y_ref * dy).backward();
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(lo[i].grad().dtype(), DType::BF16) << "input " << i;
+    EXPECT_LT(max_rel(lo[i].grad().to(DType::F64), ref[i].grad()), 5e-2) << "input " << i;
+  }
+  EXPECT_EQ(lo[4].grad().dtype(), DType::F32);
+  EXPECT_LT(max_rel(lo[4].grad().to(DType::F64), ref[4].grad()), 5e-2);
+}
+
 // The point of the blocks: a shard of Tq queries over Tk keys never holds a (Tq, Tk) tensor (the
 // composed form holds several), forward and backward; what it does hold is O(Tk D) (the k, v
 // gradients and their per-block pieces).
