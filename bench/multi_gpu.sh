@@ -178,7 +178,14 @@ import glob, json, os, subprocess, sys
 ref, run, thr, coil = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 def load(d):
     p = os.path.join(d, "metrics.jsonl")
-    return {r["step"]: r for r in map(json.loads, open(p))} if os.path.exists(p) else {}
+    rows = {}
+    for line in open(p) if os.path.exists(p) else []:
+        try:
+            r = json.loads(line)
+            rows[r["step"]] = r
+        except (ValueError, KeyError):
+            pass  # a line cut short by a killed run
+    return rows
 a, b = load(ref), load(run)
 if not a or not b or sorted(a) != sorted(b):
     print(f"steps {sorted(b)} vs {sorted(a)} FAIL"); sys.exit(1)
@@ -192,9 +199,16 @@ fa = sorted(glob.glob(os.path.join(ref, "ckpt", "step_*.h5")))
 fb = sorted(glob.glob(os.path.join(run, "ckpt", "step_*.h5")))
 if fa and fb:
     # coil reads both through its checkpoint checks: max |a - b| / max |b| of every parameter.
-    r = subprocess.run([coil, "checkpoint", "compare", fb[-1], fa[-1]], capture_output=True, text=True)
+    try:
+        r = subprocess.run([coil, "checkpoint", "compare", fb[-1], fa[-1]], capture_output=True, text=True,
+                           timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        r = subprocess.CompletedProcess([], 1, "", str(e))
     last = (r.stdout.strip().splitlines() or ["?"])[-1].split()
-    w = f"{float(last[1]):.2e} ({last[2]})" if r.returncode == 0 and last[0] == "worst" else "compare failed: " + (r.stderr.strip() or "?")[:120]
+    if r.returncode == 0 and len(last) == 3 and last[0] == "worst":
+        w = f"{float(last[1]):.2e} ({last[2]})"
+    else:
+        w = "compare failed: " + " ".join((r.stderr.strip() or r.stdout.strip() or "?").split())[:120]
 ok = loss <= thr
 print(f"loss {loss:.2e}  gnorm {gn:.2e}  weights {w}  {'ok' if ok else 'FAIL'} (loss limit {thr:g})")
 sys.exit(0 if ok else 1)
@@ -429,6 +443,10 @@ EOF
     agent=(OMPI_MCA_plm_rsh_agent="$WORK/fake_ssh")
     mpirun --version 2>/dev/null | grep -qE 'Open MPI\) [5-9]' &&
       agent=(PRTE_MCA_plm_ssh_agent="$WORK/fake_ssh" OMPI_MCA_plm_ssh_agent="$WORK/fake_ssh")
+    # Both "nodes" are this host: Open MPI's shared-memory transport would name the segments of
+    # nodea's and nodeb's local rank 0 alike (same host name) and corrupt them, so the host-side MPI
+    # traffic (bootstrap, metrics) goes over TCP, as between real nodes; NCCL picks its own transport.
+    agent+=(OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,tcp)
     env -u CUDA_VISIBLE_DEVICES "${agent[@]}" \
       timeout -k 10 "$budget" "$ROOT/launch/mpi/run_multinode.sh" --hostfile "$WORK/hosts" \
       --gpus-per-node "$half" "$COIL" train --config "$cfg" "${ecommon[@]}" "${lay[@]}" \
