@@ -19,8 +19,9 @@ namespace coil {
 namespace {
 
 // Queries per block; keys per block kBlock^2 / (queries per block): the largest transient is a few
-// (B, H, .., ..) score blocks of kBlock^2 entries (one decode step takes up to 4,096 keys at once).
-constexpr int64_t kBlock = 64;
+// (B, H, .., ..) score blocks of kBlock^2 entries (one decode step takes up to 16,384 keys at once).
+// Larger blocks mean fewer ops (on a GPU, fewer launches), smaller ones a smaller transient.
+constexpr int64_t kBlock = 128;
 // Additive mask of invisible keys: a large negative number (not -inf) keeps exp() at exactly 0
 // without NaNs (every query row sees key 0, so no row is masked out entirely).
 constexpr double kMasked = -1e30;

@@ -66,10 +66,11 @@ Tensor run(bool blocked, const std::vector<Tensor>& l, double sm) {
 }
 
 TEST(PrefixAttention, BlockedEqualsTheComposedDefinition) {
-  // One block; several query and key blocks with the diagonal crossing block edges; a decode query
-  // over a long prefix (one wide key block); Tq = Tk (the sp rank-0 / unsharded case).
-  for (const Case c : {Case{2, 5, 9, 2, 4, false}, Case{2, 5, 9, 2, 4, true}, Case{1, 70, 200, 2, 8, false},
-                       Case{1, 70, 200, 2, 8, true}, Case{2, 1, 150, 3, 4, true}, Case{1, 130, 130, 1, 4, false}}) {
+  // One block; several query and key blocks (128 queries, 128 keys) with the diagonal crossing block
+  // edges; a decode query over a prefix longer than its (16,384-key) block; Tq = Tk (the sp rank-0 /
+  // unsharded case).
+  for (const Case c : {Case{2, 5, 9, 2, 4, false}, Case{2, 5, 9, 2, 4, true}, Case{1, 200, 300, 2, 4, false},
+                       Case{1, 200, 300, 2, 4, true}, Case{1, 1, 16500, 1, 4, true}, Case{1, 130, 130, 1, 4, false}}) {
     const double sm = 1.0 / std::sqrt(double(c.D));
     std::vector<Tensor> a = leaves(c, 11), b = leaves(c, 11);
     Generator g(5);
@@ -99,16 +100,17 @@ TEST(PrefixAttention, Fp64FiniteDifferences) {
   }
 }
 
+// fp32: the scores, exponentials and rescalings round at f32 (~1e-6 of the output's scale here).
 TEST(PrefixAttention, Fp32CloseToFp64) {
-  const Case c{1, 70, 200, 2, 8, true};
+  const Case c{1, 200, 300, 2, 8, true};
   std::vector<Tensor> a = leaves(c, 31, DType::F32), b = leaves(c, 31, DType::F64);
-  EXPECT_LT(max_rel(run(true, a, 0.35), run(true, b, 0.35)), 1e-6);
+  EXPECT_LT(max_rel(run(true, a, 0.35), run(true, b, 0.35)), 5e-6);
 }
 
 // bf16 inputs (as under autocast on a GPU) run in f32 inside and come back in bf16, gradients too
 // (the CPU has no bf16 arithmetic, so this also shows that nothing inside computes in bf16).
 TEST(PrefixAttention, Bf16InputsComputeInF32) {
-  const Case c{1, 70, 200, 2, 8, true};
+  const Case c{1, 200, 300, 2, 8, true};
   std::vector<Tensor> ref = leaves(c, 51), lo;
   for (size_t i = 0; i < ref.size(); ++i) {
     lo.push_back(ref[i].detach().to(i < 3 ? DType::BF16 : DType::F32));  // the decay stays f32
