@@ -114,6 +114,7 @@ train() {
   ((rc == 124 || rc == 137)) && status="TIMEOUT after ${tmo}s"
   ((rc != 0 && rc != 124 && rc != 137)) && status="FAILED rc=$rc: $(grep -m1 -iE 'error|out of memory' "$OUTDIR/$name.log" | cut -c1-200)"
   echo "   $name ($np rank(s), $((SECONDS - t))s): $status"
+  ((rc != 0)) && tail -n 4 "$OUTDIR/$name.log" | cut -c1-240 | sed 's/^/      | /'
   return $rc
 }
 
@@ -161,12 +162,15 @@ if has_part t; then
 fi
 
 # --- a. correctness -----------------------------------------------------------------------------------
-# layouts: NAME:dp:tp:sp
+# layouts: NAME:dp:tp:sp:zero1 (ZeRO-1: the reduce-scatter / all-gather of the sharded AdamW)
 layouts_for() {
   local n=$1
-  local l=("dp2:2:1:1" "tp2:1:2:1" "sp2:1:1:2")
-  if ((n >= 4)); then l+=("dp2xtp2:2:2:1" "tp2xsp2:1:2:2" "dp2xsp2:2:1:2" "dp4:4:1:1" "sp4:1:1:4"); fi
-  if ((n >= 8)); then l+=("dp2xtp2xsp2:2:2:2" "dp8:8:1:1" "tp4xsp2:1:4:2"); fi
+  local l=("dp2:2:1:1:0" "tp2:1:2:1:0" "sp2:1:1:2:0" "dp2-zero1:2:1:1:1")
+  if ((n >= 4)); then
+    l+=("dp2xtp2:2:2:1:0" "tp2xsp2:1:2:2:0" "dp2xsp2:2:1:2:0" "dp4:4:1:1:0" "sp4:1:1:4:0"
+        "dp2xsp2-zero1:2:1:2:1")
+  fi
+  if ((n >= 8)); then l+=("dp2xtp2xsp2:2:2:2:0" "dp8:8:1:1:0" "tp4xsp2:1:4:2:0"); fi
   echo "${l[@]}"
 }
 
@@ -255,14 +259,15 @@ if has_part a; then
       thr=1e-4
       [[ $prec == bf16 ]] && thr=2e-2
       ref="a-$model-$prec-1"
-      train "$ref" 1 90 "$ROOT/configs/runs/tiny-$model.yaml" "${common[@]}" --set precision=$prec || true
+      train "$ref" 1 60 "$ROOT/configs/runs/tiny-$model.yaml" "${common[@]}" --set precision=$prec || true
       runs=("$ref")
       for lay in $(layouts_for "$NGPU"); do
-        IFS=: read -r lname dp tp sp <<<"$lay"
+        IFS=: read -r lname dp tp sp z1 <<<"$lay"
         ((dp * tp * sp <= NGPU)) || continue
         name="a-$model-$prec-$lname"
-        train "$name" $((dp * tp * sp)) 90 "$ROOT/configs/runs/tiny-$model.yaml" "${common[@]}" \
-          --set precision=$prec --set parallel.dp=$dp --set parallel.tp=$tp --set parallel.sp=$sp
+        train "$name" $((dp * tp * sp)) 60 "$ROOT/configs/runs/tiny-$model.yaml" "${common[@]}" \
+          --set precision=$prec --set parallel.dp=$dp --set parallel.tp=$tp --set parallel.sp=$sp \
+          --set parallel.zero1=$([[ $z1 == 1 ]] && echo true || echo false)
         rc=$?
         ((rc == 99)) && continue
         runs+=("$name")
