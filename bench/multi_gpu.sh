@@ -69,7 +69,7 @@ SUMMARY="$OUTDIR/summary.txt"
 FAILED=0
 say() { echo "$*" | tee -a "$SUMMARY"; }
 # Each part may run until its share of the budget is spent (PART_END, seconds after the start), so
-# a slow part cannot starve the later ones: t 8%, a 35%, b 47%, c 55%, d 85%, e the rest.
+# a slow part cannot starve the later ones: t 6%, a 38%, b 50%, c 58%, d 86%, e the rest.
 PART_END=$BUDGET_S
 part_until() { PART_END=$((BUDGET_S * $1 / 100)); }
 left() {
@@ -140,7 +140,7 @@ mib() { python3 -c "import sys; v=sys.argv[1]; print(v if v == '-' else f'{float
 
 # --- t. the NCCL communicator's own test (tests/parallel/nccl_mpi), alone and on every GPU ------------
 if has_part t; then
-  part_until 8
+  part_until 6
   say ""
   say "== t. test_nccl (collectives on CUDA tensors against known values, f32 / bf16)"
   tbin=$(dirname "$COIL")/../tests/test_nccl
@@ -237,7 +237,7 @@ PY
 }
 
 if has_part a; then
-  part_until 35
+  part_until 38
   say ""
   say "== a. correctness on $([[ $DEVICE == cuda ]] && echo real NCCL || echo MPI/CPU): 1 rank vs layouts, 8 steps, global batch 8 x 64"
   # The trainer tests' corpus: documents of varied length, byte-tokenized (vocab 259; 264 divides
@@ -308,7 +308,7 @@ pow2_upto() { local n=1 out=""; while ((n <= $1)); do out+="$n "; n=$((n * 2)); 
 
 # --- b. data-parallel weak scaling ---------------------------------------------------------------------
 if has_part b; then
-  part_until 47
+  part_until 50
   say ""
   say "== b. data-parallel weak scaling: $SMALL $([[ $DEVICE == cuda ]] && echo small || echo tiny), T=$SEQ, batch 8 per GPU, $([[ $DEVICE == cuda ]] && echo bf16 || echo fp32)"
   cfg="$WORK/cfg/b-$SMALL.yaml"
@@ -332,7 +332,7 @@ fi
 
 # --- c. tensor parallel ---------------------------------------------------------------------------------
 if has_part c; then
-  part_until 55
+  part_until 58
   say ""
   say "== c. tensor parallel: $SMALL, T=$SEQ, global batch 8"
   cfg="$WORK/cfg/c-$SMALL.yaml"
@@ -362,7 +362,7 @@ fi
 
 # --- d. long context -----------------------------------------------------------------------------------
 if has_part d && ((NGPU >= 2)); then
-  part_until 85
+  part_until 86
   say ""
   say "== d. long context: sp=$NGPU, batch 1 (rank 0's peak memory and bytes per step)"
   say "d  model     T        T/GPU    step ms   tokens/s   peak mem   comm/step"
