@@ -44,7 +44,8 @@ struct Blocks {
     if (j0 + nj - 1 > P + i0) {  // the block reaches past some query's last visible key
       std::vector<double> mask(size_t(ni * nj), 0.0);
       for (int64_t i = 0; i < ni; ++i)
-        for (int64_t j = std::max<int64_t>(0, P + i0 + i + 1 - j0); j < nj; ++j) mask[size_t(i * nj + j)] = kMasked;
+        for (int64_t j = std::max<int64_t>(0, P + i0 + i + 1 - j0); j < nj; ++j)
+          mask[size_t(i * nj + j)] = kMasked;
       s = s + Tensor::from_vector(mask, {ni, nj}, q.dtype(), q.device());
     }
     return s;
@@ -80,8 +81,9 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
   bl.scale = sm_scale;
   bl.Tq = q.size(1), bl.Tk = k.size(1), bl.P = bl.Tk - bl.Tq;
   bl.kb = kBlock * kBlock / std::max<int64_t>(1, std::min(kBlock, bl.Tq));
-  auto heads_first = [](const Tensor& x) { return to_compute(x.detach()).permute({0, 2, 1, 3}); };  // (B, H, T, D)
-  auto acs_col = [](const Tensor& a) { return to_compute(a.detach()).permute({0, 2, 1}).unsqueeze(3); };  // (B, H, T, 1)
+  // (B, H, T, D) views of q, k, v and (B, H, T, 1) of the decay cumsums, in the compute dtype.
+  auto heads_first = [](const Tensor& x) { return to_compute(x.detach()).permute({0, 2, 1, 3}); };
+  auto acs_col = [](const Tensor& a) { return to_compute(a.detach()).permute({0, 2, 1}).unsqueeze(3); };
   bl.q = heads_first(q), bl.k = heads_first(k), bl.v = heads_first(v);
   if (decay) bl.acs_q = acs_col(acs_q), bl.acs_k = acs_col(acs_k);
 

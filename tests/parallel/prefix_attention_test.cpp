@@ -69,8 +69,9 @@ TEST(PrefixAttention, BlockedEqualsTheComposedDefinition) {
   // One block; several query and key blocks (128 queries, 128 keys) with the diagonal crossing block
   // edges; a decode query over a prefix longer than its (16,384-key) block; Tq = Tk (the sp rank-0 /
   // unsharded case).
-  for (const Case c : {Case{2, 5, 9, 2, 4, false}, Case{2, 5, 9, 2, 4, true}, Case{1, 200, 300, 2, 4, false},
-                       Case{1, 200, 300, 2, 4, true}, Case{1, 1, 16500, 1, 4, true}, Case{1, 130, 130, 1, 4, false}}) {
+  for (const Case c : {Case{2, 5, 9, 2, 4, false}, Case{2, 5, 9, 2, 4, true},
+                       Case{1, 200, 300, 2, 4, false}, Case{1, 200, 300, 2, 4, true},
+                       Case{1, 1, 16500, 1, 4, true}, Case{1, 130, 130, 1, 4, false}}) {
     const double sm = 1.0 / std::sqrt(double(c.D));
     std::vector<Tensor> a = leaves(c, 11), b = leaves(c, 11);
     Generator g(5);
@@ -82,7 +83,8 @@ TEST(PrefixAttention, BlockedEqualsTheComposedDefinition) {
     for (size_t i = 0; i < a.size(); ++i) {
       // acs_q shifts a whole row of scores, which softmax ignores: its gradient is 0 up to rounding
       // in both forms, so it is compared in absolute terms.
-      const double e = i == 3 ? max_abs(a[i].grad()) + max_abs(b[i].grad()) : max_rel(a[i].grad(), b[i].grad());
+      const double e = i == 3 ? max_abs(a[i].grad()) + max_abs(b[i].grad())
+                              : max_rel(a[i].grad(), b[i].grad());
       EXPECT_LT(e, 1e-11) << "input " << i << " Tq " << c.Tq << " Tk " << c.Tk << " decay " << c.decay;
     }
   }
