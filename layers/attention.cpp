@@ -7,6 +7,41 @@
 #include "layers/prefix_attention.h"
 
 namespace coil {
+namespace {
+
+// The K, V ring (SequenceShardHooks::ring): sp - 1 previous_tail steps pass every shard's K, V up the
+// ranks, step s bringing shard r - s's to shard r, which attends to it on arrival (every key visible).
+// The partial outputs merge by their log-sum-exp: y = sum_s e^{lse_s - lse} y_s, lse = log sum_s
+// e^{lse_s}; their backward sends each shard's dK, dV back down the same steps.
+Tensor ring_attention(const Tensor& q, const Tensor& k, const Tensor& v, const SequenceShardHooks& sh) {
+  const int64_t D = q.size(3);
+  const double sm = 1.0 / std::sqrt(double(D));
+  std::vector<Tensor> ys(1), lses(1);
+  ys[0] = prefix_attention(q, k, v, sm, Tensor(), Tensor(), &lses[0]);  // own shard: causal
+  Tensor kv = concat({k, v}, 3);                                          // (B, T, H, 2D)
+  for (int64_t step = 1; step < sh.size; ++step) {
+    kv = sh.previous_tail(kv);  // shard (rank - step)'s K, V; zeros when that is below shard 0
+    if (step > sh.rank) continue;
+    Tensor lse;
+    ys.push_back(prefix_attention(q, kv.narrow(3, 0, D), kv.narrow(3, D, D), sm, Tensor(), Tensor(), &lse,
+                                  false));
+    lses.push_back(lse);
+  }
+  // Every rank must run every step's backward (each sends to the previous rank), also where the last
+  // step's K, V go unused (rank < sp - 1): a zero-weighted term keeps them in the graph.
+  Tensor y = ys[0] + scale(sum(kv), 0.0);
+  if (ys.size() == 1) return y;
+  std::vector<Tensor> cols;
+  for (const Tensor& l : lses) cols.push_back(l.unsqueeze(3));
+  Tensor L = concat(cols, 3);                                             // (B, T, H, n)
+  Tensor mx = max(L.detach(), 3, true);
+  Tensor w = exp(L - (log(sum(exp(L - mx), 3, true)) + mx));              // e^{lse_s - lse}
+  y = y * w.narrow(3, 0, 1);
+  for (size_t i = 1; i < ys.size(); ++i) y = y + ys[i] * w.narrow(3, int64_t(i), 1);
+  return y;                                                               // (B, T, H, D)
+}
+
+}  // namespace
 
 SoftmaxAttention::SoftmaxAttention(int64_t dim_, int64_t n_heads_, int64_t head_dim_,
                                    double rope_theta_, Generator& gen, const ParamOptions& opt)
@@ -34,7 +69,9 @@ Tensor SoftmaxAttention::forward(const Tensor& x) const {
   }
   Tensor v = parts[2].reshape({B, T, H, D});                            // (B, T, H, D)
   Tensor y;                                                             // (B, T, H, D)
-  if (sh) {
+  if (sh && sh->ring) {
+    y = ring_attention(q, k, v, *sh);
+  } else if (sh) {
     // Sequence shard: every shard's K, V gathered; this shard attends over the earlier ones and itself.
     auto g = sh->all_gather({k, v}, q, &q);
     std::vector<Tensor> ks, vs;

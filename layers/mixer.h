@@ -52,6 +52,9 @@ struct SequenceShardHooks {
   // holds chunks r and 2 size - 1 - r (first half of its rows, then second), so every shard does the
   // same attention work. offset is then unused.
   bool balanced = false;
+  // Softmax: earlier shards' K, V come rank to rank through previous_tail (a ring step per shard),
+  // each attended on arrival and merged by log-sum-exp, instead of one all-gather.
+  bool ring = false;
   // One collective: out[j][i] is shard j's parts[i] (backward: reduce-scatter of the gradients).
   std::function<std::vector<std::vector<Tensor>>(const std::vector<Tensor>& parts, const Tensor& anchor,
                                                  Tensor* anchor_out)>

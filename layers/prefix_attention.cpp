@@ -31,9 +31,10 @@ struct Blocks {
   Tensor q, k, v, acs_q, acs_k;
   double scale = 1;
   int64_t Tq = 0, Tk = 0, P = 0, kb = kBlock;  // kb: keys per block
+  bool causal = true;
 
   // Key block [j0, j0 + nj) is visible to some query of block [i0, i0 + ni) iff j0 <= P + i0 + ni - 1.
-  bool visible(int64_t i0, int64_t ni, int64_t j0) const { return j0 <= P + i0 + ni - 1; }
+  bool visible(int64_t i0, int64_t ni, int64_t j0) const { return !causal || j0 <= P + i0 + ni - 1; }
 
   // Scores of query block [i0, i0 + ni) against key block [j0, j0 + nj): (B, H, ni, nj), masked where
   // key j > P + i.
@@ -41,7 +42,7 @@ struct Blocks {
     Tensor s = scale_op(matmul(q.narrow(2, i0, ni), k.narrow(2, j0, nj).transpose(-1, -2)));
     if (acs_q.defined())
       s = s + acs_q.narrow(2, i0, ni) - acs_k.narrow(2, j0, nj).transpose(-1, -2);
-    if (j0 + nj - 1 > P + i0) {  // the block reaches past some query's last visible key
+    if (causal && j0 + nj - 1 > P + i0) {  // the block reaches past some query's last visible key
       std::vector<double> mask(size_t(ni * nj), 0.0);
       for (int64_t i = 0; i < ni; ++i)
         for (int64_t j = std::max<int64_t>(0, P + i0 + i + 1 - j0); j < nj; ++j)
@@ -64,12 +65,13 @@ Tensor to_dtype(const Tensor& t, DType dt) { return t.dtype() == dt ? t : t.to(d
 }  // namespace
 
 Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, double sm_scale,
-                        const Tensor& acs_q, const Tensor& acs_k) {
+                        const Tensor& acs_q, const Tensor& acs_k, Tensor* lse_out, bool causal) {
   COIL_CHECK(q.dim() == 4 && k.dim() == 4 && v.shape() == k.shape() && q.size(0) == k.size(0) &&
-                 q.size(2) == k.size(2) && q.size(3) == k.size(3) && k.size(1) >= q.size(1) &&
-                 q.size(1) > 0,
+                 q.size(2) == k.size(2) && q.size(3) == k.size(3) && q.size(1) > 0 &&
+                 k.size(1) >= (causal ? q.size(1) : 1),
              "prefix_attention: q ", shape_str(q.shape()), " and k ", shape_str(k.shape()), " / v ",
-             shape_str(v.shape()), " do not fit (expected (B, Tq > 0, H, D) and (B, Tk >= Tq, H, D))");
+             shape_str(v.shape()), " do not fit (expected (B, Tq > 0, H, D) and (B, Tk, H, D) with Tk ",
+             causal ? ">= Tq)" : ">= 1)");
   const bool decay = acs_q.defined();
   if (decay)
     COIL_CHECK(acs_k.defined() && acs_q.shape() == (Shape{q.size(0), q.size(1), q.size(2)}) &&
@@ -79,6 +81,7 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                shape_str(k.shape()));
   Blocks bl;
   bl.scale = sm_scale;
+  bl.causal = causal;
   bl.Tq = q.size(1), bl.Tk = k.size(1), bl.P = bl.Tk - bl.Tq;
   bl.kb = kBlock * kBlock / std::max<int64_t>(1, std::min(kBlock, bl.Tq));
   // (B, H, T, D) views of q, k, v and (B, H, T, 1) of the decay cumsums, in the compute dtype.
@@ -122,7 +125,9 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
   if (decay) inputs.push_back(acs_q), inputs.push_back(acs_k);
   std::vector<DType> dtypes;
   for (const Tensor& t : inputs) dtypes.push_back(t.dtype());
-  record("PrefixAttentionBackward", inputs, {y},
+  std::vector<Tensor> outputs = {y};
+  if (lse_out) outputs.push_back(*lse_out = lse.squeeze(3).permute({0, 2, 1}).contiguous());  // (B, Tq, H)
+  record("PrefixAttentionBackward", inputs, outputs,
          [bl, decay, dtypes](const std::vector<Tensor>& g, const std::vector<Tensor>& sv) {
            NoGradGuard ng;
            AutocastGuard full(false);
@@ -130,6 +135,9 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
            const Tensor dy = to_compute(g[0]);
            Tensor dO = dy.permute({0, 2, 1, 3});                                // (B, H, Tq, D)
            Tensor delta = sum(dy * o_saved, 3, true).permute({0, 2, 1, 3});     // (B, H, Tq, 1)
+           // d lse_i / d s_ij = p_ij: the lse output's gradient joins d(score) = p (dp - delta) as
+           // delta - dlse.
+           if (g.size() > 1) delta = delta - to_compute(g[1]).permute({0, 2, 1}).unsqueeze(3);
            const int64_t nkb = (bl.Tk + bl.kb - 1) / bl.kb;
            const size_t n_kb = static_cast<size_t>(nkb);
            std::vector<Tensor> dqs, dks(n_kb), dvs(n_kb), daqs, daks(n_kb);

@@ -11,8 +11,12 @@
 
 namespace coil {
 
-// q (B, Tq, H, D), k, v (B, Tk, H, D) with Tk >= Tq -> (B, Tq, H, D)
+// q (B, Tq, H, D), k, v (B, Tk, H, D) with Tk >= Tq -> (B, Tq, H, D). lse, when given, receives each
+// query's log-sum-exp of its scores (B, Tq, H), differentiable: shards of keys attended separately
+// merge exactly through it (the ring of sequence parallel). causal = false: every key is visible
+// (keys of an earlier shard; then any Tk >= 1).
 Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, double sm_scale,
-                        const Tensor& acs_q = Tensor(), const Tensor& acs_k = Tensor());
+                        const Tensor& acs_q = Tensor(), const Tensor& acs_k = Tensor(),
+                        Tensor* lse = nullptr, bool causal = true);
 
 }  // namespace coil

@@ -2,7 +2,8 @@
 // (parallel/counting_communicator.h), and the peak activation memory per rank of sequence parallel.
 //   mpirun -np 2 coil_comm_volume             bytes per layer per step, each tiny mixer, tp / sp
 //                                             chain / sp gather, three sequence lengths
-//   mpirun -np N coil_comm_volume --memory    peak activation bytes per rank with sp = N (T = 512)
+//   mpirun -np N coil_comm_volume --memory    peak activation bytes per rank with sp = N (T = 512;
+//                                             softmax-ring: softmax with the K, V ring)
 // Per layer = the count of a 2-layer model minus that of a 1-layer model (embedding, loss and
 // metric reductions cancel). Numbers are rank 0's: the bytes it passes to sends / receives and
 // collectives (all_gather: the gathered output), forward and backward separately.
@@ -110,12 +111,15 @@ void volumes(const CommPtr& world) {
 
 void memory(const CommPtr& world) {
   const int n = world->size();
-  for (const std::string name : {"softmax", "2mamba-e", "2mamba", "mamba2"}) {
-    ModelConfig c = tiny(name);
+  for (const std::string name : {"softmax", "softmax-ring", "2mamba-e", "2mamba", "mamba2"}) {
+    const bool ring = name == "softmax-ring";  // the K, V ring instead of the all-gather
+    ModelConfig c = tiny(ring ? "softmax" : name);
     GridShape s;
     s.sp = n;
     ProcessGrid grid(world, s);
-    ParallelLanguageModel model(c, ParallelGroups::of(grid));
+    ParallelOptions po;
+    po.sequence_ring = ring;
+    ParallelLanguageModel model(c, ParallelGroups::of(grid), po);
     const int64_t T = 512;
     Tensor ids = ids_of(1, T, c.vocab, 1), tgt = ids_of(1, T, c.vocab, 2);
     Tensor li = model.local_batch(ids), lt = model.local_batch(tgt);
@@ -131,7 +135,7 @@ void memory(const CommPtr& world) {
     if (world->rank() == 0) {
       double mx = 0;
       for (double x : gathered.to_vector()) mx = std::max(mx, x);
-      std::printf("%-8s sp=%d T=%ld: peak activation bytes per rank (max over ranks) %.0f\n", name.c_str(), n,
+      std::printf("%-12s sp=%d T=%ld: peak activation bytes per rank (max over ranks) %.0f\n", name.c_str(), n,
                   long(T), mx);
     }
   }

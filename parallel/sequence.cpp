@@ -96,9 +96,10 @@ std::vector<std::vector<Tensor>> sp_all_gather(const std::vector<Tensor>& parts,
 }
 
 std::shared_ptr<const SequenceShardHooks> make_sequence_hooks(const CommPtr& sp, int64_t shard_len,
-                                                              bool balanced) {
+                                                              bool balanced, bool ring) {
   auto h = std::make_shared<SequenceShardHooks>();
   h->balanced = balanced;
+  h->ring = ring;
   h->rank = sp->rank();
   h->size = sp->size();
   h->offset = int64_t(sp->rank()) * shard_len;

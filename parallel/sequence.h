@@ -16,9 +16,10 @@
 namespace coil {
 
 // The callbacks of the gather style for this rank's shard of shard_len tokens.
-// balanced: the load-balanced causal split (softmax; see SequenceShardHooks::balanced).
+// balanced: the load-balanced causal split (softmax; see SequenceShardHooks::balanced). ring: softmax
+// takes the earlier shards' K, V rank to rank (SequenceShardHooks::ring).
 std::shared_ptr<const SequenceShardHooks> make_sequence_hooks(const CommPtr& sp, int64_t shard_len,
-                                                              bool balanced = false);
+                                                              bool balanced = false, bool ring = false);
 
 // Every rank's `parts` in ONE all-gather (flattened and packed): out[j][i] is rank j's parts[i].
 // `anchor` comes back through *anchor_out from the same autograd node, so its backward (the

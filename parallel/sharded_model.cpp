@@ -154,6 +154,10 @@ ParallelLanguageModel::ParallelLanguageModel(const ModelConfig& c, const Paralle
   COIL_CHECK(!popt.balanced_causal || (c.mixer == "softmax" && !popt.sequence_chain),
              "ParallelLanguageModel: the load-balanced causal split is implemented for softmax attention "
              "with the gather style only (mixer '", c.mixer, "'", popt.sequence_chain ? ", chain" : "", ")");
+  COIL_CHECK(!popt.sequence_ring || (c.mixer == "softmax" && !popt.sequence_chain && !popt.balanced_causal),
+             "ParallelLanguageModel: the K, V ring is implemented for softmax attention with the gather "
+             "style and the contiguous split only (mixer '", c.mixer, "'",
+             popt.sequence_chain ? ", chain" : "", popt.balanced_causal ? ", balanced" : "", ")");
   GridShape g;
   g.dp = groups.dp->size();
   g.tp = groups.tp->size();
@@ -223,7 +227,7 @@ Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
   const int64_t T = ids.size(1);
   const bool chain = popt_.sequence_chain || config_.mixer == "mamba1";
   if (sp->size() > 1 && !chain && hooks_len_ != T) {
-    auto hooks = make_sequence_hooks(sp, T, popt_.balanced_causal);
+    auto hooks = make_sequence_hooks(sp, T, popt_.balanced_causal, popt_.sequence_ring);
     for (size_t i = 0; i < local_->num_blocks(); ++i) local_->block(i).mixer->sequence_shard = hooks;
     hooks_len_ = T;
   }

@@ -45,6 +45,9 @@ struct ParallelOptions {
   // sp, softmax only: the load-balanced causal split. The sequence is cut into 2 sp chunks and rank r
   // holds chunks r and 2 sp - 1 - r (local_batch picks them), so causal attention work is even.
   bool balanced_causal = false;
+  // sp, softmax only, gather style: the earlier shards' K, V pass rank to rank (sp - 1 steps, each
+  // shard attended on arrival, partial outputs merged by their log-sum-exp) instead of one all-gather.
+  bool sequence_ring = false;
 };
 
 // How one parameter is split over tp: along `dim`, as consecutive segments of the given global

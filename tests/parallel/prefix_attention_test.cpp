@@ -19,16 +19,18 @@ namespace {
 using linear_test::fd_check;
 using linear_test::max_rel;
 
-// The definition, all as autograd ops on the whole (Tq, Tk) score matrix.
+// The definition, all as autograd ops on the whole (Tq, Tk) score matrix; lse = log sum_j e^{s_ij}
+// (B, Tq, H) when asked for.
 Tensor composed(const Tensor& q, const Tensor& k, const Tensor& v, double sm, const Tensor& aq,
-                const Tensor& ak) {
+                const Tensor& ak, Tensor* lse = nullptr, bool causal = true) {
   const int64_t Tq = q.size(1), Tk = k.size(1), P = Tk - Tq;
   Tensor s = scale(matmul(q.permute({0, 2, 1, 3}), k.permute({0, 2, 3, 1})), sm);  // (B, H, Tq, Tk)
   if (aq.defined()) s = s + aq.permute({0, 2, 1}).unsqueeze(3) - ak.permute({0, 2, 1}).unsqueeze(2);
   std::vector<double> mask(size_t(Tq * Tk), 0.0);
-  for (int64_t i = 0; i < Tq; ++i)
+  for (int64_t i = 0; causal && i < Tq; ++i)
     for (int64_t j = P + i + 1; j < Tk; ++j) mask[size_t(i * Tk + j)] = -1e30;
   s = s + Tensor::from_vector(mask, {Tq, Tk}, q.dtype(), q.device());
+  if (lse) *lse = log(sum(exp(s), 3)).permute({0, 2, 1});  // small scores: no max shift needed
   return matmul(softmax(s), v.permute({0, 2, 1, 3})).permute({0, 2, 1, 3});
 }
 
@@ -88,6 +90,41 @@ TEST(PrefixAttention, BlockedEqualsTheComposedDefinition) {
       EXPECT_LT(e, 1e-11) << "input " << i << " Tq " << c.Tq << " Tk " << c.Tk << " decay " << c.decay;
     }
   }
+}
+
+// The log-sum-exp output (differentiable) and the non-causal form (every key visible, any Tk), as
+// the ring of sequence parallel uses them; a loss on both outputs.
+TEST(PrefixAttention, LseOutputAndNonCausal) {
+  for (const bool causal : {true, false}) {
+    for (const Case c : {Case{1, 200, 300, 2, 4, true}, Case{2, 7, 3, 2, 4, false}}) {
+      if (causal && c.Tk < c.Tq) continue;
+      std::vector<Tensor> a = leaves(c, 61), b = leaves(c, 61);
+      Generator g(9);
+      Tensor dy = Tensor::randn({c.B, c.Tq, c.H, c.D}, g, DType::F64);
+      Tensor dl = Tensor::randn({c.B, c.Tq, c.H}, g, DType::F64);
+      const Tensor none;
+      Tensor la, lb;
+      Tensor ya = prefix_attention(a[0], a[1], a[2], 0.5, c.decay ? a[3] : none, c.decay ? a[4] : none, &la, causal);
+      Tensor yb = composed(b[0], b[1], b[2], 0.5, c.decay ? b[3] : none, c.decay ? b[4] : none, &lb, causal);
+      EXPECT_LT(max_rel(ya, yb), 1e-12);
+      EXPECT_LT(max_rel(la, lb), 1e-12);
+      (sum(ya * dy) + sum(la * dl)).backward();
+      (sum(yb * dy) + sum(lb * dl)).backward();
+      for (size_t i = 0; i < a.size(); ++i)
+        EXPECT_LT(max_rel(a[i].grad(), b[i].grad()), 1e-11) << "input " << i << " causal " << causal;
+    }
+  }
+  const Case c{1, 3, 5, 2, 4, true};
+  std::vector<Tensor> l = leaves(c, 71);
+  Generator g(10);
+  Tensor w = Tensor::randn({c.B, c.Tq, c.H, c.D}, g, DType::F64), wl = Tensor::randn({c.B, c.Tq, c.H}, g, DType::F64);
+  fd_check(
+      [&] {
+        Tensor lse;
+        Tensor y = prefix_attention(l[0], l[1], l[2], 0.5, l[3], l[4], &lse, false);
+        return sum(y * w) + sum(lse * wl);
+      },
+      l, {"q", "k", "v", "acs_q", "acs_k"}, 40, 1e-6, 1e-7);
 }
 
 TEST(PrefixAttention, Fp64FiniteDifferences) {

@@ -45,7 +45,7 @@ struct Result {
 
 Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = false,
                   std::vector<double>* losses_out = nullptr, DType dt = DType::F32,
-                  bool balanced = false) {
+                  bool balanced = false, bool ring = false) {
   GridShape shape;
   shape.dp = dp;
   shape.tp = tp;
@@ -56,6 +56,7 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   ParallelOptions po;
   po.sequence_chain = chain;
   po.balanced_causal = balanced;
+  po.sequence_ring = ring;
   const ParamOptions popt{dt, Device::cpu()};
   LanguageModel ref(cfg, popt);
   ParallelLanguageModel par(cfg, ParallelGroups::of(grid), po, popt);
@@ -115,7 +116,7 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   EXPECT_LT(res.losses, dt == DType::F64 ? tol : kTolAfterUpdate) << name << " (AdamW steps 1-4)";
   if (world()->rank() == 0)
     std::cout << "[layout] " << name << " " << dtype_name(dt) << " dp" << dp << " tp" << tp << " sp" << sp
-              << (chain ? " chain" : "") << (balanced ? " balanced" : "") << ": logits " << res.logits << " loss " << res.loss0
+              << (chain ? " chain" : "") << (balanced ? " balanced" : "") << (ring ? " ring" : "") << ": logits " << res.logits << " loss " << res.loss0
               << " grads " << res.grads << (res.grad_note.empty() ? "" : " (" + res.grad_note + ")")
               << " losses(steps 1-4) " << res.losses << "\n";
   return res;
@@ -209,6 +210,24 @@ TEST(Mpi4Ranks, SoftmaxBalancedSp4AndTp2Sp2) {
   run_layout("softmax", 1, 1, 4, false, nullptr, DType::F32, true);
   run_layout("softmax", 1, 2, 2, false, nullptr, DType::F32, true);
   run_layout("softmax", 2, 1, 2, false, nullptr, DType::F32, true);
+}
+// The K, V ring of softmax (shards passed rank to rank, partial outputs merged by log-sum-exp): equals
+// the single-rank model like the gather (fp32 and fp64) and gives the gather's losses.
+TEST(Mpi2RanksExtraMixers, SoftmaxRingSp2) {
+  std::vector<double> ring, gather;
+  run_layout("softmax", 1, 1, 2, false, &ring, DType::F32, false, true);
+  run_layout("softmax", 1, 1, 2, false, &gather);
+  EXPECT_LT(max_rel_err(ring, gather), kTol);
+  run_layout("softmax", 1, 1, 2, false, nullptr, DType::F64, false, true);
+}
+TEST(Mpi4Ranks, SoftmaxRingSp4Tp2Sp2Dp2Sp2) {
+  std::vector<double> ring, gather;
+  run_layout("softmax", 1, 1, 4, false, &ring, DType::F32, false, true);
+  run_layout("softmax", 1, 1, 4, false, &gather);
+  EXPECT_LT(max_rel_err(ring, gather), kTol);
+  run_layout("softmax", 1, 1, 4, false, nullptr, DType::F64, false, true);
+  run_layout("softmax", 1, 2, 2, false, nullptr, DType::F32, false, true);
+  run_layout("softmax", 2, 1, 2, false, nullptr, DType::F32, false, true);
 }
 TEST(Mpi2RanksExtraMixers, Mamba1) {
   run_layout("mamba1", 1, 1, 2);
