@@ -29,9 +29,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Under mpirun each rank of a node takes the GPU of its node-local rank (ranks share GPUs round
-// robin when there are more ranks than GPUs: only parallel.backend mpi allows that, the NCCL
-// communicator refuses two ranks on one GPU).
-Device run_device(const RunConfig& c) {
+// robin when there are more ranks than GPUs: only the MPI communicator allows that, and
+// *shares_gpu tells make_run_world).
+Device run_device(const RunConfig& c, bool* shares_gpu) {
+  *shares_gpu = false;
   if (c.train.device == "cpu") return Device::cpu();
   COIL_CHECK(device_type_available(DeviceType::CUDA), c.source,
              ": train.device is cuda but no CUDA device is available in this build or machine");
@@ -42,6 +43,7 @@ Device run_device(const RunConfig& c) {
       break;
     }
   const int count = hooks_for(DeviceType::CUDA).device_count();
+  *shares_gpu = count > 0 && local_rank >= count;
   return Device::cuda(count > 0 ? local_rank % count : 0);
 }
 
@@ -110,16 +112,18 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   // rank). Every rank goes on or fails together.
   const CommPtr launch_world = opt.world ? opt.world : std::make_shared<SingleCommunicator>();
   Device device = Device::cpu();
+  bool shares_gpu = false;
   {
     std::exception_ptr device_error;
     try {
-      device = run_device(cfg);
+      device = run_device(cfg, &shares_gpu);
     } catch (...) {
       device_error = std::current_exception();
     }
     fail_together(*launch_world, device_error);
   }
-  CommPtr world = make_run_world(cfg, launch_world, device);
+  RunBackend backend_used;
+  CommPtr world = make_run_world(cfg, launch_world, device, shares_gpu, &backend_used);
   std::shared_ptr<CommCounters> comm_counts;
   if (cfg.logging.count_comm) {
     // Wraps the world before the grid splits it, so every group's traffic is counted.
@@ -128,7 +132,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   }
   TrainParallel par(cfg, world);
   std::ostream* out = par.writer() ? opt.out : nullptr;
-  char line[512];
+  char line[1024];
   const std::string config_yaml = run_config_to_yaml(cfg);
   const std::string model_yaml = model_config_to_yaml(cfg.model);
   if (out) *out << "coil train: resolved config\n" << config_yaml << std::flush;
@@ -191,10 +195,10 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   const int64_t nparams = par.num_parameters();
   const double flops_per_token = train_flops_per_token(cfg.model, nparams, cfg.train.seq_len);
   // The banner names the communicator, so a log says whether NCCL or MPI moved the tensors.
-  const std::string backend_kind = resolve_backend(cfg, launch_world->size());
-  const std::string backend = launch_world->size() == 1 && backend_kind != "nccl"
-                                  ? "backend single, " + device_name(device)
-                                  : "backend " + backend_kind + ", " + world->name();
+  std::string backend = "backend ";
+  backend.append(backend_used.kind).append(", ");
+  backend.append(backend_used.kind == "single" ? device_name(device) : world->name());
+  if (!backend_used.note.empty()) backend.append("; ").append(backend_used.note);
   if (out) {
     std::snprintf(line, sizeof line,
                   "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step "

@@ -91,7 +91,10 @@ std::string resolve_backend(const RunConfig& c, int world_size) {
   return "mpi";
 }
 
-CommPtr make_run_world(const RunConfig& c, const CommPtr& world, Device device) {
+CommPtr make_run_world(const RunConfig& c, const CommPtr& world, Device device, bool shares_gpu,
+                       RunBackend* chosen) {
+  RunBackend rb;
+  rb.kind = world->size() == 1 ? "single" : "mpi";
   std::exception_ptr error;
   std::string backend;
   try {
@@ -100,7 +103,27 @@ CommPtr make_run_world(const RunConfig& c, const CommPtr& world, Device device) 
     error = std::current_exception();
   }
   fail_together(*world, error);
-  if (backend != "nccl") return world;
+  if (backend == "nccl" && world->size() > 1) {
+    // Whether any rank's node has more ranks than GPUs (every rank learns it).
+    const bool shared = reduce_values(*world, {shares_gpu ? 1.0 : 0.0}, ReduceOp::Max)[0] > 0;
+    if (shared && c.parallel.backend == "auto") {
+      backend = "mpi";
+      rb.note = "auto: a node has more ranks than GPUs, so the ranks share GPUs through MPI";
+    } else if (shared) {
+      try {
+        COIL_FAIL(c.source, ": parallel.backend is nccl, but a node has more ranks than GPUs (rank ",
+                  world->rank(), " would share cuda:", device.index,
+                  "): start one rank per GPU, or set parallel.backend: mpi to let ranks share a GPU");
+      } catch (...) {
+        error = std::current_exception();
+      }
+      fail_together(*world, error);
+    }
+  }
+  if (backend != "nccl") {
+    if (chosen) *chosen = rb;
+    return world;
+  }
 #ifdef COIL_HAVE_NCCL
   CommPtr nccl;
   try {
@@ -111,9 +134,12 @@ CommPtr make_run_world(const RunConfig& c, const CommPtr& world, Device device) 
     error = std::current_exception();
   }
   fail_together(*world, error);
+  rb.kind = "nccl";
+  if (chosen) *chosen = rb;
   return nccl;
 #else
   (void)device;
+  if (chosen) *chosen = rb;
   return world;
 #endif
 }

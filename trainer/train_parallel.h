@@ -72,16 +72,26 @@ void check_grid(const RunConfig& config, int world_size);
 // True when the run uses the sharded model (tp or sp > 1, or parallel.zero1).
 bool sharded_layout(const RunConfig& config);
 
-// The communicator parallel.backend resolves to for a world of world_size ranks: "nccl" or "mpi"
+// The communicator parallel.backend asks for in a world of world_size ranks: "nccl" or "mpi"
 // (auto: nccl when train.device is cuda, coil was built with NCCL and world_size > 1). Throws
 // "<config file>: parallel.backend ..." when nccl is asked of a coil built without NCCL.
 std::string resolve_backend(const RunConfig& config, int world_size);
 
-// Collective over world: the communicator the run trains with. backend nccl: a NcclCommunicator
-// over world (kept for host values) on `device` (one GPU per rank; two ranks on one GPU fail on
-// every rank with a message naming parallel.backend mpi); otherwise world itself. Every rank
-// returns or every rank throws (fail_together).
-CommPtr make_run_world(const RunConfig& config, const CommPtr& world, Device device);
+// What make_run_world chose: "single" (one process, no communication), "mpi" or "nccl", and why
+// when auto did not pick nccl for a multi-rank CUDA run.
+struct RunBackend {
+  std::string kind, note;
+};
+
+// Collective over world: the communicator the run trains with. nccl: a NcclCommunicator over world
+// (kept for host values) on `device`, one GPU per rank; shares_gpu: this rank's node has more
+// ranks than GPUs (the local rank wrapped around). Then auto falls back to mpi on every rank (the
+// only backend that can share a GPU), and an explicit nccl fails on every rank with a message
+// naming parallel.backend mpi (as does the GPU check of NcclCommunicator, which also catches ranks
+// made to share a GPU by CUDA_VISIBLE_DEVICES). Otherwise world itself. Every rank returns or
+// every rank throws (fail_together).
+CommPtr make_run_world(const RunConfig& config, const CommPtr& world, Device device, bool shares_gpu,
+                       RunBackend* chosen = nullptr);
 
 class TrainParallel {
  public:
