@@ -81,7 +81,8 @@ struct ParallelConfig {
   // The communicator of a multi-rank run: "nccl" (one process per GPU, collectives on CUDA tensors
   // through NCCL), "mpi" (CUDA tensors staged through host memory; ranks may share a GPU) or
   // "auto" (nccl when train.device is cuda, coil was built with NCCL and the run has more than
-  // one rank; mpi otherwise). launch/train_commands.cpp resolves it.
+  // one rank, unless a node has more ranks than GPUs; mpi otherwise). trainer/train_parallel.h
+  // make_run_world resolves it.
   std::string backend = "auto";
 };
 

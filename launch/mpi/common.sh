@@ -2,7 +2,8 @@
 # not run.
 #
 # Communicator (the run config's parallel.backend): auto (default) trains with NCCL when
-# train.device is cuda, coil was built with NCCL and there is more than one rank, else with MPI;
+# train.device is cuda, coil was built with NCCL and there is more than one rank (MPI when a node
+# has more ranks than GPUs), else with MPI;
 # nccl needs one rank per GPU (rank r of a node takes GPU r; two ranks on one GPU fail at start,
 # naming parallel.backend mpi); mpi stages CUDA tensors through host memory, so ranks may share a
 # GPU (tests, debugging). The start banner of `coil train` names the backend in use.
