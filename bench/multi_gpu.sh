@@ -29,7 +29,8 @@
 #      two daemons. Shows the grid and compares the losses with the same layout on one node.
 #
 # Environment: COIL (required), DEVICE cuda|cpu (default cuda), NGPU (default: nvidia-smi's count;
-# cpu: 2 ranks), OUT (logs and summary; default /tmp/coil_multi_gpu), PARTS, BUDGET_S (default 450),
+# cpu: 2 ranks), OUT (logs and summary; default /tmp/coil_multi_gpu), WORK_DIR (scratch; default
+# /tmp/coil_multi_gpu_work), PARTS, BUDGET_S (default 450),
 # SMALL (default 2mamba). DEVICE=cpu runs every part with tiny models and the MPI backend
 # (--oversubscribe) to check this script itself. Exit status: 1 when a correctness check failed.
 # With 4 or 8 GPUs part a has 8 or 11 layouts per model and precision: BUDGET_S=900 (4) or 1500 (8)
@@ -47,7 +48,9 @@ PARTS=${PARTS:-"t a b c d e"}
 BUDGET_S=${BUDGET_S:-450}
 SMALL=${SMALL:-2mamba}
 OUTDIR=${OUT:-/tmp/coil_multi_gpu}
-WORK="$OUTDIR/work"
+# Scratch (corpus, checkpoints, metrics, configs) outside $OUT, so that $OUT holds only the logs and
+# the summary.
+WORK=${WORK_DIR:-/tmp/coil_multi_gpu_work}
 # NVLink multicast (NVLS) stays off on these machines: nothing may call cuMulticastCreate.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
@@ -62,7 +65,7 @@ else
   export OMP_NUM_THREADS=1
 fi
 rm -rf "$WORK"
-mkdir -p "$WORK/cfg"
+mkdir -p "$WORK/cfg" "$OUTDIR"
 T0=$SECONDS
 SUMMARY="$OUTDIR/summary.txt"
 : >"$SUMMARY"
@@ -420,7 +423,11 @@ case "\$host" in
   nodeb) export CUDA_VISIBLE_DEVICES="${glist[*]:$half:$half}" ;;
 esac
 export CUDA_VISIBLE_DEVICES="\${CUDA_VISIBLE_DEVICES// /,}"
-echo "fake_ssh: \$host CUDA_VISIBLE_DEVICES=\$CUDA_VISIBLE_DEVICES" >>"$WORK/fake_ssh.log"
+# Each "node" its own temporary directory: the daemons of one host would otherwise race to make the
+# same Open MPI session directory tree.
+export TMPDIR="$WORK/tmp-\$host"
+mkdir -p "\$TMPDIR"
+echo "fake_ssh: \$host CUDA_VISIBLE_DEVICES=\$CUDA_VISIBLE_DEVICES TMPDIR=\$TMPDIR" >>"$WORK/fake_ssh.log"
 exec /bin/sh -c "\$*"
 EOF
   chmod +x "$WORK/fake_ssh"
