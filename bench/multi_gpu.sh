@@ -154,8 +154,11 @@ if has_part t; then
       launcher=()
       ((np > 1)) && launcher=("${MPI[@]}" -np "$np")
       tmo=$(($(left) - 5)); ((tmo > 60)) && tmo=60; ((tmo < 10)) && tmo=10
-      timeout -k 5 "$tmo" "${launcher[@]}" "$tbin" --gtest_color=no >"$OUTDIR/t-nccl-np$np.log" 2>&1
+      # NCCL_DEBUG=VERSION: the log names the NCCL library in use (for the records).
+      NCCL_DEBUG=VERSION timeout -k 5 "$tmo" "${launcher[@]}" "$tbin" --gtest_color=no \
+        >"$OUTDIR/t-nccl-np$np.log" 2>&1
       rc=$?
+      grep -m1 -o "NCCL version [^ ]*" "$OUTDIR/t-nccl-np$np.log" | sed 's/^/t  /' | tee -a "$SUMMARY"
       ((rc != 0)) && FAILED=1
       say "t  np $np: rc $rc, $(grep -E '^\[  (PASSED|FAILED) +\] [0-9]+ test|^\[  SKIPPED \] [0-9]+ test' "$OUTDIR/t-nccl-np$np.log" | tr '\n' ' ')"
       grep -m1 "all tests skipped" "$OUTDIR/t-nccl-np$np.log" | sed 's/^/   /'
