@@ -19,9 +19,9 @@
 #      batch 8 per GPU, bf16): tokens/s per GPU at 1, 2, 4, ... N GPUs and the efficiency.
 #   c. tensor parallel tp = 2, 4, ... N of the same config (global batch 8): step time, efficiency.
 #   d. long context: 2Mamba small (chunked form) with sp = N, batch 1, at the longest T that fits
-#      (128K tokens first, or N x 32K if larger, halving on failure), and softmax small with its K/V
-#      all-gather at the same T: tokens/s, peak memory (rank 0), bytes communicated per step (rank
-#      0, logging.count_comm).
+#      (doubling from 4K per GPU up to 128K, or N x 32K if larger), and softmax small with its K/V
+#      all-gather at the same T (else the shortest): tokens/s, peak memory (rank 0), bytes
+#      communicated per step (rank 0, logging.count_comm).
 #   e. multi-node launch: launch/mpi/run_multinode.sh with a hostfile of two "nodes" (nodea, nodeb),
 #      each owning half of the GPUs, on this one machine: OpenMPI starts each node's daemon through
 #      a stand-in for ssh (OMPI_MCA_plm_rsh_agent, $WORK/fake_ssh) that runs it locally with that
@@ -373,31 +373,38 @@ if has_part d && ((NGPU >= 2)); then
   say "== d. long context: sp=$NGPU, batch 1 (rank 0's peak memory and bytes per step)"
   say "d  model     T        T/GPU    step ms   tokens/s   peak mem   comm/step"
   if [[ $DEVICE == cuda ]]; then
-    first=$((NGPU * 32768)); ((first < 131072)) && first=131072
-    floor=$((NGPU * 4096))
+    floor=$((NGPU * 4096)); top=$((NGPU * 32768)); ((top < 131072)) && top=131072
   else
-    first=$((NGPU * 256)); floor=$((NGPU * 64))
+    floor=$((NGPU * 64)); top=$((NGPU * 512))
   fi
   best=""
   for model in 2mamba softmax; do
     cfg="$WORK/cfg/d-$model.yaml"
     perf_config "$model" "$cfg"
-    extra=(--set train.batch_size=1 --set train.steps=5 --set parallel.sp=$NGPU)
+    extra=(--set train.batch_size=1 --set train.steps=4 --set parallel.sp=$NGPU)
     [[ $model == 2mamba ]] && extra+=(--set model.linear.form=chunked)
-    # 2Mamba: the longest T that fits, halving from $first. Softmax: the same T, with less time (its
-    # sequence-parallel attention, layers/prefix_attention.cpp, runs block by block on tensor ops
-    # and may be far slower), then the shortest T only, so the table has a softmax row at all.
+    # 2Mamba: doubling T from 4K per GPU while it fits and runs in time, up to 128K (or 32K per GPU)
+    # in all: its chunked form keeps the feature maps and chunk states of the whole shard for
+    # backward, so the longest T is found from below (a failed try costs a start-up, a run that
+    # fits a full measurement). Softmax: 2Mamba's longest T with less time (its sequence-parallel
+    # attention, layers/prefix_attention.cpp, runs block by block on tensor ops), then the
+    # shortest, so the table has a softmax row at all.
     if [[ $model == 2mamba ]]; then
       tries=()
-      T=$first
-      while ((T >= floor)); do tries+=("$T"); T=$((T / 2)); done
-      tmo=150
+      T=$floor
+      while ((T <= top)); do tries+=("$T"); T=$((T * 2)); done
+      tmo=100
     else
-      tries=("${best:-$first}")
-      [[ ${best:-$first} != "$floor" ]] && tries+=("$floor")
+      tries=("${best:-$floor}")
+      [[ ${best:-$floor} != "$floor" ]] && tries+=("$floor")
       tmo=75
     fi
     for T in "${tries[@]}"; do
+      # keep about a minute of the part's share for the softmax rows
+      if [[ $model == 2mamba && -n $best ]] && (($(left) < 60)); then
+        say "d  2mamba   $T: not tried (the part's time share is kept for softmax)"
+        break
+      fi
       name="d-$model-T$T"
       train "$name" "$NGPU" "$tmo" "$cfg" "${extra[@]}" --set train.seq_len=$T
       rc=$?
@@ -406,14 +413,17 @@ if has_part d && ((NGPU >= 2)); then
       if [[ $rc == 0 && $tok != - ]]; then
         say "$(printf 'd  %-8s %-8s %-8s %9s %10s %10s %11s' "$model" "$T" "$((T / NGPU))" "$ms" "$tok" \
           "$(gib "$peak")" "$(mib "$comm")")"
-        [[ $model == 2mamba ]] && best=$T
-        break
+        [[ $model == softmax ]] && break
+        best=$T
+        continue
       fi
       why=$(grep -m1 -ioE 'out of memory|error[^|]{0,120}' "$OUTDIR/$name.log" || true)
       ((rc == 124 || rc == 137)) && why="timeout after ${tmo}s"
       say "d  $model    $T: did not run (${why:-rc $rc})"
+      [[ $model == 2mamba ]] && break
     done
   done
+  [[ -n $best ]] && say "d  longest 2Mamba T that ran: $best ($((best / NGPU)) per GPU)"
 fi
 
 # --- e. multi-node launch --------------------------------------------------------------------------------
