@@ -49,6 +49,9 @@
   X(EmbeddingBackward, "embedding_backward", B) /* in: dy (M, C), ids (M) -> out: dtable (V, C)    */ \
   X(RMSNorm, "rms_norm", F)      /* in: x (M, C), w (C); attrs.eps -> out: y (M, C), rstd (M)       */ \
   X(RMSNormBackward, "rms_norm_backward", B) /* in: dy, x, w, rstd -> out: dx (M, C), dw (C)       */ \
+  X(AddRMSNorm, "add_rms_norm", F) /* in: x, res (M, C), w (C); attrs.eps -> out: h = x + res,      */ \
+                                 /* y = rms_norm(h) * w (M, C), rstd (M)                           */ \
+  X(AddRMSNormBackward, "add_rms_norm_backward", B) /* in: dy, dh, h, w, rstd -> out: dx (= dres), dw */ \
   X(SwiGLU, "swiglu", F)         /* in: gate, up (same shape) -> out: silu(gate) * up              */ \
   X(SwiGLUBackward, "swiglu_backward", B) /* in: dy, gate, up -> out: dgate, dup                    */ \
   X(Softmax, "softmax", F)       /* over the last dim: in x (M, n) -> out y (M, n)                 */ \
@@ -87,7 +90,9 @@
                                  /* Cm, hc -> out: du, ddt, dA, dBm, dCm, dh0 (dtypes of the inputs) */ \
   /* optimizer                                                                                     */ \
   X(AdamW, "adamw", N)           /* in-place on in: param, grad, m, v (f32 or f64, same shape);    */ \
-                                 /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */
+                                 /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */ \
+  X(AdamWMulti, "adamw_multi", N) /* AdamW on n tensors at once: in (param, grad, m, v) x n, one   */ \
+                                 /* dtype and device, each quadruple as AdamW; the same attrs      */
 
 namespace coil {
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -55,6 +56,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 // --- model ops ----------------------------------------------------------------------------------------
 Tensor embedding(const Tensor& table, const Tensor& ids);           // (V, C), ids (...) -> (..., C)
 Tensor rms_norm(const Tensor& x, const Tensor& w, double eps);      // over the last dim
+// Residual add fused with the RMSNorm that reads it: {h = x + res, rms_norm(h, w, eps)}, h rounded to
+// the dtype before the norm (the same values as add then rms_norm).
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x, const Tensor& res, const Tensor& w, double eps);
 Tensor swiglu(const Tensor& gate, const Tensor& up);                // silu(gate) * up
 Tensor softmax(const Tensor& x);                                    // over the last dim
 // x (B, T, H, D): position of token t is pos_offset + t, rounded to bf16 when bf16_positions (how
@@ -101,5 +105,9 @@ struct AdamWParams {
 };
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                 const AdamWParams& p);
+// adamw_step on every params[i] (with grads[i], ms[i], vs[i]) in a few launches: the same values as
+// one adamw_step per tensor. All tensors share one dtype and device.
+void adamw_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                      const std::vector<Tensor>& ms, const std::vector<Tensor>& vs, const AdamWParams& p);
 
 }  // namespace coil

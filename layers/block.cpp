@@ -46,8 +46,9 @@ int64_t Block::count_parameters(const ModelConfig& c) {
 }
 
 Tensor Block::forward_impl(const Tensor& x) const {
-  Tensor h = x + mixer->forward(norm1->forward(x));  // (B, T, C)
-  return h + mlp->forward(norm2->forward(h));        // (B, T, C)
+  // h = x + mixer(norm1(x)) and norm2(h) in one fused op (one pass over the residual stream).
+  auto [h, n] = norm2->forward_add(x, mixer->forward(norm1->forward(x)));  // (B, T, C) each
+  return h + mlp->forward(n);                                              // (B, T, C)
 }
 
 Tensor Block::forward(const Tensor& x) const {

@@ -19,4 +19,12 @@ Tensor RMSNorm::forward(const Tensor& x) const {
   return x * inv * weight;
 }
 
+std::pair<Tensor, Tensor> RMSNorm::forward_add(const Tensor& x, const Tensor& res) const {
+  if (sum_across) {
+    Tensor h = x + res;
+    return {h, forward(h)};
+  }
+  return add_rms_norm(x, res, weight, eps);
+}
+
 }  // namespace coil

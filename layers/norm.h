@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <utility>
 
 #include "layers/module.h"
 
@@ -17,6 +18,9 @@ class RMSNorm : public Module {
   explicit RMSNorm(int64_t dim, double eps = 1e-5, const ParamOptions& opt = {});
   // x (..., C) -> (..., C)
   Tensor forward(const Tensor& x) const;
+  // The residual add before the norm, fused: {h = x + res, forward(h)} (the same values as the two
+  // steps; composed from them when the width is split).
+  std::pair<Tensor, Tensor> forward_add(const Tensor& x, const Tensor& res) const;
 
   int64_t dim;
   double eps;

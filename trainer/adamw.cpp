@@ -51,6 +51,10 @@ AdamWParams AdamW::group_params(size_t gi) const {
 
 void AdamW::step() {
   NoGradGuard no_grad;
+  // One adamw_step per tensor. adamw_step_multi gives the same values in a few launches, but its
+  // CUDA kernel (192 blocks of one 64K-element chunk each per launch) ran a 2Mamba-small step's
+  // update in 6.9 ms against 3.8 ms one by one (bench/step_ops_bench.cpp, 2026-11-24, H100): too
+  // few threads in flight for the memory system, so it stays off until its geometry is reworked.
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     ParamGroup& g = groups_[gi];
     AdamWParams hp = group_params(gi);

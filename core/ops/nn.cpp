@@ -1,6 +1,7 @@
-// Model ops with fused forward and backward kernels: embedding, RMSNorm, SwiGLU, softmax, RoPE,
-// causal attention, cross-entropy, causal depthwise conv1d. Each front-end flattens leading dims,
-// checks shapes (messages name both tensors), and records a node that calls the backward kernel.
+// Model ops with fused forward and backward kernels: embedding, RMSNorm (alone or with the residual add
+// before it), SwiGLU, softmax, RoPE, causal attention, cross-entropy, causal depthwise conv1d. Each
+// front-end flattens leading dims, checks shapes (messages name both tensors), and records a node that
+// calls the backward kernel.
 #include <cmath>
 
 #include "core/ops/op_utils.h"
@@ -63,6 +64,43 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
          },
          {x2, w.contiguous(), rstd});
   return out;
+}
+
+std::pair<Tensor, Tensor> add_rms_norm(const Tensor& x_in, const Tensor& res_in, const Tensor& w_in, double eps) {
+  check_floating("add_rms_norm", x_in, "input");
+  Tensor x = x_in, res = res_in, w = autocast_like(w_in, x_in);
+  autocast_promote({&x, &res, &w});
+  check_same("add_rms_norm", x, "input", res, "residual");
+  check_same("add_rms_norm", x, "input", w, "weight");
+  COIL_CHECK(x.shape() == res.shape(), "add_rms_norm: residual ", shape_str(res.shape()),
+             " does not match input ", shape_str(x.shape()));
+  COIL_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1), "add_rms_norm: weight ",
+             shape_str(w.shape()), " does not match input ", shape_str(x.shape()),
+             " (expected (", x.dim() ? x.size(-1) : 0, "))");
+  int64_t C = x.size(-1);
+  Tensor x2 = x.detach().reshape({-1, C}).contiguous();
+  Tensor r2 = res.detach().reshape({-1, C}).contiguous();
+  int64_t M = x2.size(0);
+  Tensor h = Tensor::empty({M, C}, x.dtype(), x.device());
+  Tensor y = Tensor::empty({M, C}, x.dtype(), x.device());
+  Tensor rstd = Tensor::empty({M}, stat_dtype(x.dtype()), x.device());
+  KernelArgs a = make_args(Op::AddRMSNorm, {x2, r2, w.detach().contiguous()}, {h, y, rstd});
+  a.attrs.eps = eps;
+  run(a, x.dtype());
+  Shape x_shape = x.shape();
+  Tensor h_out = h.view(x_shape), y_out = y.view(x_shape);
+  record("AddRMSNormBackward", {x, res, w}, {h_out, y_out},
+         [x_shape, M, C](const Grads& g, const Grads& s) {
+           Tensor dh = g[0].reshape({M, C}).contiguous();
+           Tensor dy = g[1].reshape({M, C}).contiguous();
+           Tensor dx = Tensor::empty({M, C}, dy.dtype(), dy.device());
+           Tensor dw = Tensor::empty({C}, dy.dtype(), dy.device());
+           run(make_args(Op::AddRMSNormBackward, {dy, dh, s[0], s[1], s[2]}, {dx, dw}), dy.dtype());
+           Tensor d = dx.view(x_shape);
+           return Grads{d, d, dw};
+         },
+         {h, w.contiguous(), rstd});
+  return {h_out, y_out};
 }
 
 Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {

@@ -67,6 +67,71 @@ void rms_norm_backward_kernel(const KernelArgs& a) {
   for (int64_t c = 0; c < C; ++c) pdw[c] = T(dw[c]);
 }
 
+// AddRMSNorm: x, res (M, C), w (C); attrs.eps -> h = x + res (rounded to T, as Add rounds), then
+// y = rms_norm(h) * w and rstd exactly as RMSNorm computes them from h.
+template <typename T>
+void add_rms_norm_kernel(const KernelArgs& a) {
+  check_arity(a, 3, 3);
+  const Tensor& x = a.in[0];
+  check_dtype<T>(x);
+  const int64_t C = last_dim(x), M = x.numel() / std::max<int64_t>(C, 1);
+  COIL_INTERNAL_ASSERT(a.in[1].numel() == M * C && a.in[2].numel() == C && a.out[2].numel() == M, x.describe(),
+                       ", res ", a.in[1].describe(), ", w ", a.in[2].describe(), ", rstd ", a.out[2].describe());
+  const T* px = x.data<T>();
+  const T* pr = a.in[1].data<T>();
+  const T* pw = a.in[2].data<T>();
+  T* ph = a.out[0].data<T>();
+  T* py = a.out[1].data<T>();
+  const Tensor& rstd = a.out[2];
+#pragma omp parallel for schedule(static) if ((x.numel()) > kMinParallelWork)
+  for (int64_t i = 0; i < M; ++i) {
+    T* hr = ph + i * C;
+    double ss = 0.0;
+    for (int64_t c = 0; c < C; ++c) {
+      hr[c] = T(double(px[i * C + c]) + double(pr[i * C + c]));
+      ss += double(hr[c]) * hr[c];
+    }
+    const double r = 1.0 / std::sqrt(ss / double(C) + a.attrs.eps);
+    for (int64_t c = 0; c < C; ++c) py[i * C + c] = T(double(hr[c]) * r * double(pw[c]));
+    store_float(rstd, i, r);
+  }
+}
+
+// AddRMSNormBackward: dy, dh (M, C), h (M, C), w (C), rstd (M) -> dx (M, C) = dres, dw (C). dh is the
+// gradient reaching h from its other readers; dx = dh + (RMSNormBackward's dx rounded to T), the
+// values of the unfused graph's gradient sum.
+template <typename T>
+void add_rms_norm_backward_kernel(const KernelArgs& a) {
+  check_arity(a, 5, 2);
+  const Tensor& h = a.in[2];
+  check_dtype<T>(h);
+  const int64_t C = last_dim(h), M = h.numel() / std::max<int64_t>(C, 1);
+  const T* pdy = a.in[0].data<T>();
+  const T* pdh = a.in[1].data<T>();
+  const T* ph = h.data<T>();
+  const T* pw = a.in[3].data<T>();
+  const Tensor& rstd = a.in[4];
+  T* pdx = a.out[0].data<T>();
+#pragma omp parallel for schedule(static) if ((h.numel()) > kMinParallelWork)
+  for (int64_t i = 0; i < M; ++i) {
+    const double r = load_float(rstd, i);
+    double dot = 0.0;  // sum_c dy * w * h
+    for (int64_t c = 0; c < C; ++c) dot += double(pdy[i * C + c]) * pw[c] * ph[i * C + c];
+    const double k = r * r * dot / double(C);
+    for (int64_t c = 0; c < C; ++c) {
+      const T dn = T(r * (double(pw[c]) * pdy[i * C + c] - double(ph[i * C + c]) * k));
+      pdx[i * C + c] = T(double(dn) + double(pdh[i * C + c]));
+    }
+  }
+  std::vector<double> dw(C, 0.0);  // rows in order
+  for (int64_t i = 0; i < M; ++i) {
+    const double r = load_float(rstd, i);
+    for (int64_t c = 0; c < C; ++c) dw[c] += double(pdy[i * C + c]) * ph[i * C + c] * r;
+  }
+  T* pdw = a.out[1].data<T>();
+  for (int64_t c = 0; c < C; ++c) pdw[c] = T(dw[c]);
+}
+
 // SwiGLU: gate, up (same shape) -> y = silu(gate) * up.
 template <typename T>
 void swiglu_kernel(const KernelArgs& a) {
@@ -148,6 +213,8 @@ void softmax_backward_kernel(const KernelArgs& a) {
 
 COIL_CPU_FLOAT_KERNELS(RMSNorm, rms_norm_kernel);
 COIL_CPU_FLOAT_KERNELS(RMSNormBackward, rms_norm_backward_kernel);
+COIL_CPU_FLOAT_KERNELS(AddRMSNorm, add_rms_norm_kernel);
+COIL_CPU_FLOAT_KERNELS(AddRMSNormBackward, add_rms_norm_backward_kernel);
 COIL_CPU_FLOAT_KERNELS(SwiGLU, swiglu_kernel);
 COIL_CPU_FLOAT_KERNELS(SwiGLUBackward, swiglu_backward_kernel);
 COIL_CPU_FLOAT_KERNELS(Softmax, softmax_kernel);

@@ -8,6 +8,10 @@
 // bf16 rows of C = 256 n (n <= 4; the models' widths) take a warp per row instead (rms_norm_warp_*):
 // a block per row of 1024 spent most of its time in barriers (2026-11-24, H100: ~200 us for a
 // (16384, 1024) backward, 41 of them per 2Mamba-small step).
+// AddRMSNorm is RMSNorm with the residual add folded in (the same kernels, given res / h, and dh in
+// the backward): h = x + res rounds to T before the norm reads it, and the backward's dx is the
+// rounded norm gradient plus dh rounded again, so the values are bit for bit those of Add then
+// RMSNorm (and of their gradients' sum) while the residual stream is read and written once.
 #include <cstdint>
 #include <initializer_list>
 
@@ -23,6 +27,11 @@ using stat_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// a + b rounded on its own: never contracted with the product that made a into an FMA (which
+// would skip a's rounding and break the bit equality with the unfused sum).
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+
 // --- RMSNorm: x (M, C), w (C) -> y (M, C) = x * rstd * w, rstd (M) = 1 / sqrt(mean(x^2) + eps) --------
 template <typename T>
 struct RmsNormParams {
@@ -32,16 +41,28 @@ struct RmsNormParams {
   stat_t<T>* rstd;   // (M)
   int64_t M, C;
   compute_t<T> eps;
+  const T* res = nullptr;  // AddRMSNorm: (M, C); the norm reads h = x + res
+  T* h = nullptr;          // AddRMSNorm: (M, C) out
 };
+
+// The value the norm reads at k: x, or h = x + res rounded to T (stored to h).
+template <typename T>
+__device__ __forceinline__ compute_t<T> norm_input(const RmsNormParams<T>& p, int64_t k) {
+  if (!p.res) return to_compute(p.x[k]);
+  const T h = from_compute<T>(add_rn(to_compute(p.x[k]), to_compute(p.res[k])));
+  p.h[k] = h;
+  return to_compute(h);
+}
 
 template <typename T>
 __global__ void rms_norm_kernel(RmsNormParams<T> p) {
   using A = compute_t<T>;
   for (int64_t row = blockIdx.x; row < p.M; row += gridDim.x) {
-    const T* xr = p.x + row * p.C;
+    // With res, h is written in the first sweep and re-read (by the same thread) in the second.
+    const T* xr = (p.res ? p.h : p.x) + row * p.C;
     A ss = A(0);
     for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) {
-      const A v = to_compute(xr[c]);
+      const A v = norm_input(p, row * p.C + c);
       ss += v * v;
     }
     ss = block_allreduce(ss, SumOp(), A(0));
@@ -67,7 +88,15 @@ struct RmsNormBwdParams {
   compute_t<T>* partial;  // (G, C)
   int64_t M, C, rows_per_block;
   bool smem;              // accumulate the block's partial row in shared memory
+  const T* dh = nullptr;  // AddRMSNormBackward: (M, C), added to dx (x is then h)
 };
+
+// dx at k from the norm's gradient g: rounded to T, plus dh rounded again (the unfused sum).
+template <typename T>
+__device__ __forceinline__ T norm_dx(const RmsNormBwdParams<T>& p, int64_t k, compute_t<T> g) {
+  if (!p.dh) return from_compute<T>(g);
+  return from_compute<T>(add_rn(to_compute(from_compute<T>(g)), to_compute(p.dh[k])));
+}
 
 template <typename T>
 __global__ void rms_norm_backward_kernel(RmsNormBwdParams<T> p) {
@@ -87,7 +116,7 @@ __global__ void rms_norm_backward_kernel(RmsNormBwdParams<T> p) {
     const A k = r * r * dot / A(p.C);
     for (int64_t c = threadIdx.x; c < p.C; c += blockDim.x) {
       const A g = to_compute(dyr[c]), xv = to_compute(xr[c]);
-      p.dx[row * p.C + c] = from_compute<T>(r * (to_compute(p.w[c]) * g - xv * k));
+      p.dx[row * p.C + c] = norm_dx(p, row * p.C + c, r * (to_compute(p.w[c]) * g - xv * k));
       acc[c] += g * xv * r;  // only this thread touches column c
     }
   }
@@ -174,6 +203,15 @@ __global__ void __launch_bounds__(kRowWarps * kWarpSize) rms_norm_warp_kernel(Rm
        row += int64_t(gridDim.x) * kRowWarps) {
     Row8<NC> x;
     load_row8<NC>(p.x + row * p.C, lane, x);
+    if (p.res) {  // h = x + res, rounded to bf16 (the values the norm reads), stored
+      Row8<NC> r;
+      load_row8<NC>(p.res + row * p.C, lane, r);
+#pragma unroll
+      for (int j = 0; j < NC; ++j)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) x.v[j][i] = __bfloat162float(float_to_bf16_rne(add_rn(x.v[j][i], r.v[j][i])));
+      store_row8<NC>(p.h + row * p.C, lane, x);
+    }
     float ss = 0.0f;
 #pragma unroll
     for (int j = 0; j < NC; ++j)
@@ -222,6 +260,14 @@ __global__ void __launch_bounds__(kRowWarps * kWarpSize) rms_norm_backward_warp_
         acc.v[j][i] += g.v[j][i] * x.v[j][i] * r;
         g.v[j][i] = r * (w.v[j][i] * g.v[j][i] - x.v[j][i] * k);  // dx
       }
+    if (p.dh) {  // dx = bf16(norm's dx) + dh, rounded again
+      Row8<NC> d;
+      load_row8<NC>(p.dh + row * p.C, lane, d);
+#pragma unroll
+      for (int j = 0; j < NC; ++j)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) g.v[j][i] = add_rn(__bfloat162float(float_to_bf16_rne(g.v[j][i])), d.v[j][i]);
+    }
     store_row8<NC>(p.dx + row * p.C, lane, g);
   }
   for (int k = 0; k < kRowWarps; ++k) {
@@ -275,25 +321,28 @@ struct BwdWarp {
   }
 };
 
+// RMSNorm (res, h null) and AddRMSNorm.
 template <typename T>
-void rms_norm_launch(const KernelArgs& a) {
-  check_arity(a, 2, 2);
-  const Tensor& x = a.in[0];
-  const Tensor& w = a.in[1];
-  const Tensor& y = a.out[0];
-  const Tensor& rstd = a.out[1];
+void rms_norm_run(const Tensor& x, const Tensor* res, const Tensor& w, const Tensor* h, const Tensor& y,
+                  const Tensor& rstd, double eps) {
   for (const Tensor* t : {&x, &w, &y}) check_tensor<T>(*t);
   check_tensor<stat_t<T>>(rstd);
   const int64_t C = x.dim() == 0 ? 1 : x.size(-1), M = C ? x.numel() / C : 0;
   COIL_INTERNAL_ASSERT(w.numel() == C && rstd.numel() == M && y.numel() == x.numel() && x.is_contiguous() &&
                            y.is_contiguous() && w.is_contiguous(),
                        "rms_norm x ", x.describe(), ", w ", w.describe(), ", rstd ", rstd.describe());
+  for (const Tensor* t : {res, h}) {
+    if (!t) continue;
+    check_tensor<T>(*t);
+    COIL_INTERNAL_ASSERT(t->numel() == x.numel() && t->is_contiguous(), "add_rms_norm ", t->describe());
+  }
   if (M == 0) return;
   LaunchContext ctx(x);
   RmsNormParams<T> p{x.data<T>(), w.data<T>(), y.data<T>(), rstd.data<stat_t<T>>(), M, C,
-                     compute_t<T>(a.attrs.eps)};
+                     compute_t<T>(eps), res ? res->data<T>() : nullptr, h ? h->data<T>() : nullptr};
   if constexpr (std::is_same_v<T, bf16_t>) {
-    if (const int nc = warp_row_chunks<T>(C, {&x, &w, &y})) {
+    const int nc = res ? warp_row_chunks<T>(C, {&x, &w, &y, res, h}) : warp_row_chunks<T>(C, {&x, &w, &y});
+    if (nc) {
       const int64_t blocks = std::min<int64_t>(ceil_div(M, kRowWarps), int64_t(1) << 20);
       launch_chunks<FwdWarp>(nc, dim3(unsigned(blocks)), ctx.stream, p);
       COIL_CUDA_CHECK_LAUNCH("rms_norm_warp_kernel");
@@ -305,15 +354,27 @@ void rms_norm_launch(const KernelArgs& a) {
 }
 
 template <typename T>
-void rms_norm_backward_launch(const KernelArgs& a) {
+void rms_norm_launch(const KernelArgs& a) {
+  check_arity(a, 2, 2);
+  rms_norm_run<T>(a.in[0], nullptr, a.in[1], nullptr, a.out[0], a.out[1], a.attrs.eps);
+}
+
+template <typename T>
+void add_rms_norm_launch(const KernelArgs& a) {
+  check_arity(a, 3, 3);
+  rms_norm_run<T>(a.in[0], &a.in[1], a.in[2], &a.out[0], a.out[1], a.out[2], a.attrs.eps);
+}
+
+// RMSNormBackward (dh null) and AddRMSNormBackward (x is h).
+template <typename T>
+void rms_norm_backward_run(const Tensor& dy, const Tensor* dh, const Tensor& x, const Tensor& w,
+                           const Tensor& rstd, const Tensor& dx, const Tensor& dw) {
   using A = compute_t<T>;
-  check_arity(a, 4, 2);
-  const Tensor& dy = a.in[0];
-  const Tensor& x = a.in[1];
-  const Tensor& w = a.in[2];
-  const Tensor& rstd = a.in[3];
-  const Tensor& dx = a.out[0];
-  const Tensor& dw = a.out[1];
+  if (dh) {
+    check_tensor<T>(*dh);
+    COIL_INTERNAL_ASSERT(dh->is_contiguous() && dh->numel() == x.numel(), "add_rms_norm_backward dh ",
+                         dh->describe());
+  }
   for (const Tensor* t : {&dy, &x, &w, &dx, &dw}) {
     check_tensor<T>(*t);
     COIL_INTERNAL_ASSERT(t->is_contiguous(), "rms_norm_backward ", t->describe());
@@ -335,8 +396,9 @@ void rms_norm_backward_launch(const KernelArgs& a) {
   const size_t row_bytes = size_t(C) * sizeof(A);
   const bool smem = row_bytes <= kSmemPartialBytes;
   RmsNormBwdParams<T> p{dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<stat_t<T>>(), dx.data<T>(),
-                        static_cast<A*>(partial.data_ptr()), M, C, rows_per_block, smem};
-  const int nc = warp_row_chunks<T>(C, {&dy, &x, &w, &dx});
+                        static_cast<A*>(partial.data_ptr()), M, C, rows_per_block, smem,
+                        dh ? dh->data<T>() : nullptr};
+  const int nc = dh ? warp_row_chunks<T>(C, {&dy, &x, &w, &dx, dh}) : warp_row_chunks<T>(C, {&dy, &x, &w, &dx});
   if constexpr (std::is_same_v<T, bf16_t>) {
     if (nc) launch_chunks<BwdWarp>(nc, dim3(unsigned(G)), ctx.stream, p);
   }
@@ -344,6 +406,18 @@ void rms_norm_backward_launch(const KernelArgs& a) {
     rms_norm_backward_kernel<T><<<unsigned(G), row_block_threads(C), smem ? row_bytes : 0, ctx.stream>>>(p);
   COIL_CUDA_CHECK_LAUNCH("rms_norm_backward_kernel");
   sum_partial_rows<T>(p.partial, G, C, dw.data<T>(), ctx.stream);
+}
+
+template <typename T>
+void rms_norm_backward_launch(const KernelArgs& a) {
+  check_arity(a, 4, 2);
+  rms_norm_backward_run<T>(a.in[0], nullptr, a.in[1], a.in[2], a.in[3], a.out[0], a.out[1]);
+}
+
+template <typename T>
+void add_rms_norm_backward_launch(const KernelArgs& a) {
+  check_arity(a, 5, 2);
+  rms_norm_backward_run<T>(a.in[0], &a.in[1], a.in[2], a.in[3], a.in[4], a.out[0], a.out[1]);
 }
 
 // --- Softmax over the last dim: x (M, n) -> y (M, n) ---------------------------------------------------
@@ -467,6 +541,8 @@ void swiglu_backward_launch(const KernelArgs& a) {
 
 COIL_CUDA_FLOAT_KERNELS(RMSNorm, rms_norm_launch);
 COIL_CUDA_FLOAT_KERNELS(RMSNormBackward, rms_norm_backward_launch);
+COIL_CUDA_FLOAT_KERNELS(AddRMSNorm, add_rms_norm_launch);
+COIL_CUDA_FLOAT_KERNELS(AddRMSNormBackward, add_rms_norm_backward_launch);
 COIL_CUDA_FLOAT_KERNELS(Softmax, softmax_launch);
 COIL_CUDA_FLOAT_KERNELS(SoftmaxBackward, softmax_backward_launch);
 COIL_CUDA_FLOAT_KERNELS(SwiGLU, swiglu_launch);

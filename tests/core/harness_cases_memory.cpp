@@ -93,6 +93,37 @@ OpCase adamw_case(std::string name, AdamWParams p) {
   return c;
 }
 
+// AdamWMulti on two quadruples of different shapes; the reference is adamw_case's update on each.
+OpCase adamw_multi_case(std::string name, AdamWParams p) {
+  OpCase c;
+  c.name = std::move(name);
+  c.covers = {Op::AdamWMulti};
+  c.check_grad = false;
+  for (const Shape& s : {Shape{3, 4}, Shape{5}})
+    for (InputSpec in : {normal(s), normal(s), normal(s, 0.1), uniform(s, 0.0, 0.1)})
+      c.inputs.push_back(in.no_grad().contiguous_only());
+  c.run = [p](const Outs& x) {
+    adamw_step_multi({x[0], x[4]}, {x[1], x[5]}, {x[2], x[6]}, {x[3], x[7]}, p);
+    return x;
+  };
+  c.reference = [p](const HOuts& x) {
+    HOuts out = x;
+    const double bc1 = 1.0 - std::pow(p.beta1, double(p.step)), bc2 = 1.0 - std::pow(p.beta2, double(p.step));
+    for (size_t q = 0; q < 2; ++q) {
+      HostTensor &param = out[4 * q], &m = out[4 * q + 2], &v = out[4 * q + 3];
+      for (int64_t i = 0; i < param.numel(); ++i) {
+        const double g = x[4 * q + 1][i];
+        m[i] = p.beta1 * m[i] + (1.0 - p.beta1) * g;
+        v[i] = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
+        const double update = (m[i] / bc1) / (std::sqrt(v[i] / bc2) + p.eps);
+        param[i] = param[i] - p.lr * (update + p.weight_decay * param[i]);
+      }
+    }
+    return out;
+  };
+  return c;
+}
+
 }  // namespace
 
 void add_memory_cases(std::vector<OpCase>& cases) {
@@ -232,6 +263,7 @@ void add_optimizer_cases(std::vector<OpCase>& cases) {
   q.weight_decay = 0.1;
   q.step = 1;
   cases.push_back(adamw_case("adamw_weight_decay", q));
+  cases.push_back(adamw_multi_case("adamw_multi", q));
 }
 
 }  // namespace coil::harness

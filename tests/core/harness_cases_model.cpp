@@ -50,6 +50,34 @@ OpCase rms_norm_case(std::string name, Shape xs, double eps) {
   return c;
 }
 
+// add_rms_norm: outputs h = x + res and rms_norm(h) * w; both enter the gradient check, so the
+// backward's dh input (the other readers' gradient) is exercised too.
+OpCase add_rms_norm_case(std::string name, Shape xs, double eps) {
+  OpCase c;
+  c.name = std::move(name);
+  c.covers = {Op::AddRMSNorm, Op::AddRMSNormBackward};
+  c.inputs = {normal(xs), normal(xs), normal({xs.back()}, 0.3, 1.0)};
+  c.run = [eps](const Outs& x) {
+    auto [h, y] = add_rms_norm(x[0], x[1], x[2], eps);
+    return Outs{h, y};
+  };
+  c.reference = [eps](const HOuts& x) {
+    const int64_t C = x[0].shape.back(), M = x[0].numel() / C;
+    HostTensor h = HostTensor::zeros(x[0].shape), y = HostTensor::zeros(x[0].shape);
+    for (int64_t m = 0; m < M; ++m) {
+      double ms = 0.0;
+      for (int64_t j = 0; j < C; ++j) {
+        h[m * C + j] = x[0][m * C + j] + x[1][m * C + j];
+        ms += h[m * C + j] * h[m * C + j];
+      }
+      const double rstd = 1.0 / std::sqrt(ms / double(C) + eps);
+      for (int64_t j = 0; j < C; ++j) y[m * C + j] = h[m * C + j] * rstd * x[2][j];
+    }
+    return HOuts{h, y};
+  };
+  return c;
+}
+
 HostTensor softmax_ref(const HostTensor& x) {
   const int64_t n = x.shape.back(), M = x.numel() / n;
   HostTensor y = HostTensor::zeros(x.shape);
@@ -200,6 +228,8 @@ void add_model_cases(std::vector<OpCase>& cases) {
   cases.push_back(embedding_case("embedding_random_ids", 6, 3, ids({8}, 6)));
   cases.push_back(rms_norm_case("rms_norm", {4, 8}, 1e-5));
   cases.push_back(rms_norm_case("rms_norm_3d", {2, 3, 6}, 1e-6));
+  cases.push_back(add_rms_norm_case("add_rms_norm", {4, 8}, 1e-5));
+  cases.push_back(add_rms_norm_case("add_rms_norm_3d", {2, 3, 6}, 1e-6));
 
   OpCase sw;
   sw.name = "swiglu";
