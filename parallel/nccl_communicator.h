@@ -6,11 +6,12 @@
 // Built only with COIL_HAVE_NCCL (CUDA + NCCL found at configure time).
 //
 // Host tensors: built over a shared host communicator (the bootstrap, kept), every collective on
-// CPU tensors goes through it (the trainer's metric and setup reductions are host doubles, the
+// CPU tensors goes through it (CUDA and CPU buffers of one call must not mix) (the trainer's metric and setup reductions are host doubles, the
 // sequence-parallel chain sends its metadata as CPU ints); split splits both. Without one, a CPU
 // tensor is an error naming the collective.
 //
-// Ordering: no call blocks the host. Every consumer of a result is stream ordered behind it (kernels
+// Ordering: no collective blocks the host on the GPU (construction, split and barrier do, and CPU
+// tensors follow the host communicator). Every consumer of a result is stream ordered behind it (kernels
 // on the same current stream), and host reads of CUDA tensors synchronise the stream (the CUDA
 // backend's device-to-host copy), so a host sync per collective would only cost time (one per
 // tensor-parallel layer). all_reduce_async runs on a side stream of this communicator, behind an
