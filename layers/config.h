@@ -44,6 +44,9 @@ struct Mamba1Options {
   int64_t expand = 2;
   int64_t dt_rank = 0;       // 0: ceil(C / 16)
   int64_t chunk_size = 64;
+  // Tensor parallel (set by parallel/, never from YAML): this module holds 1 / tp_shards of the
+  // d_inner channels.
+  int64_t tp_shards = 1;
 };
 
 struct ModelConfig {

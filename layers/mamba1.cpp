@@ -25,9 +25,12 @@ void validate_mamba1_options(const Mamba1Options& o) {
 }
 
 Mamba1::Mamba1(int64_t dim_, const Mamba1Options& o, Generator& gen, const ParamOptions& opt)
-    : dim(dim_), d_inner(o.expand * dim_), d_state(o.d_state), d_conv(o.d_conv),
-      dt_rank(dt_rank_of(dim_, o)), chunk_size(o.chunk_size) {
+    : dim(dim_), d_inner(o.expand * dim_ / std::max<int64_t>(o.tp_shards, 1)), d_state(o.d_state),
+      d_conv(o.d_conv), dt_rank(dt_rank_of(dim_, o)), chunk_size(o.chunk_size) {
   validate_mamba1_options(o);
+  COIL_CHECK(o.tp_shards >= 1 && (o.expand * dim_) % o.tp_shards == 0,
+             "mamba1: d_inner = expand * d_model = ", o.expand * dim_, " does not split into tp_shards = ",
+             o.tp_shards);
   in_proj = register_module("in_proj", std::make_shared<Linear>(dim, 2 * d_inner, false, gen, opt));
   const double cb = 1.0 / std::sqrt(double(d_conv));  // PyTorch Conv1d default, fan_in = d_conv
   conv_weight = register_parameter(
@@ -94,7 +97,8 @@ Tensor Mamba1::forward_form(const Tensor& x, ScanForm form, const MixerState& in
   Tensor u = silu(causal_conv_with_carry(xz[0], conv_weight, conv_bias,
                                          in.empty() ? Tensor() : in.get("conv"),
                                          out ? &conv_out : nullptr));      // (B, T, d_inner)
-  std::vector<Tensor> dbc = split(x_proj->forward(u), {dt_rank, N, N}, 2);
+  Tensor xp = x_proj->forward(u);                                          // (B, T, R + 2 N)
+  std::vector<Tensor> dbc = split(x_proj_sum ? x_proj_sum(xp) : xp, {dt_rank, N, N}, 2);
   Tensor dt = softplus(dt_proj->forward(dbc[0]));                          // (B, T, d_inner)
   Tensor A = neg(exp(A_log));                                              // (d_inner, N)
   Tensor h = in.empty() ? Tensor() : in.get("ssm");                        // (B, d_inner, N)

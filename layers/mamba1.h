@@ -8,6 +8,7 @@
 // MixerState: "ssm" (B, d_inner, d_state) and "conv" (B, d_conv - 1, d_inner), the raw pre-conv x rows.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "layers/config.h"
@@ -47,6 +48,10 @@ class Mamba1 : public Mixer {
   Tensor A_log;                      // (d_inner, N)
   Tensor D;                          // (d_inner)
   std::shared_ptr<Linear> out_proj;  // weight (C, d_inner)
+  // Tensor parallel (Mamba1Options::tp_shards > 1; set by parallel/): d_inner is this rank's share of
+  // the channels, so x_proj's [dt_low | B | C] is a partial sum; this sums it over the tp group
+  // (forward and backward). Null: the single-rank model.
+  std::function<Tensor(const Tensor&)> x_proj_sum;
 };
 
 }  // namespace coil

@@ -8,6 +8,7 @@
 #include "core/ops.h"
 #include "layers/attention.h"
 #include "layers/linear_mixer.h"
+#include "layers/mamba1.h"
 #include "layers/mamba2.h"
 #include "parallel/collectives.h"
 #include "parallel/data_parallel.h"
@@ -49,14 +50,23 @@ ShardSpec shard_spec(const std::string& name, const ModelConfig& c) {
   const auto pos = name.find(".mixer.");
   if (pos == std::string::npos) return ShardSpec{};  // norms: replicated
   const std::string p = name.substr(pos + 7);
-  if (c.mixer == "softmax" || c.mixer == "linear") {
+  std::string kind = c.mixer;
+  if (c.mixer == "hybrid") {
+    // layers.<i>.mixer.*: the pattern's letter i says which mixer ('M' Mamba-2, '*' softmax).
+    const size_t dot = name.find('.');
+    const int64_t i = dot == std::string::npos ? -1 : std::stoll(name.substr(dot + 1, pos - dot - 1));
+    COIL_CHECK(i >= 0 && i < int64_t(c.layer_pattern.size()), "tensor parallel: parameter '", name,
+               "' names no layer of pattern '", c.layer_pattern, "'");
+    kind = c.layer_pattern[size_t(i)] == 'M' ? "mamba2" : "softmax";
+  }
+  if (kind == "softmax" || kind == "linear") {
     const int64_t H = c.n_heads;
     if (p == "qkv.weight" || p == "conv.weight" || p == "conv.bias") return split_along(0, {I, I, I});
     if (p == "o.weight") return split_along(1, {I});
     if (p == "W_dt.weight" || p == "W_A.weight" || p == "A_log" || p == "D") return split_along(0, {H});
     if (p == "W_z.weight" || p == "W_z.bias" || p == "norm.weight") return split_along(0, {I});
   }
-  if (c.mixer == "mamba2") {
+  if (kind == "mamba2") {
     const Mamba2Options& o = c.mamba2;
     const int64_t d_inner = o.expand * c.d_model;
     const int64_t d_ssm = o.n_ssm_heads > 0 ? o.n_ssm_heads * o.head_dim : d_inner;
@@ -68,6 +78,16 @@ ShardSpec shard_spec(const std::string& name, const ModelConfig& c) {
     if (p == "dt_bias" || p == "A_log" || p == "D") return split_along(0, {H});
     if (p == "norm_weight") return split_along(0, {d_ssm});
     if (p == "out_proj.weight") return split_along(1, {d_mlp, d_ssm});
+  }
+  if (kind == "mamba1") {
+    // d_inner channels split: in_proj's x and z rows, conv, dt_proj's outputs, A_log, D (column-
+    // parallel); x_proj and out_proj read d_inner (row-parallel: partial sums, see Mamba1::x_proj_sum).
+    const int64_t d_inner = c.mamba1.expand * c.d_model;
+    if (p == "in_proj.weight") return split_along(0, {d_inner, d_inner});
+    if (p == "conv_weight" || p == "conv_bias" || p == "dt_proj.weight" || p == "dt_proj.bias" ||
+        p == "A_log" || p == "D")
+      return split_along(0, {d_inner});
+    if (p == "x_proj.weight" || p == "out_proj.weight") return split_along(1, {d_inner});
   }
   COIL_FAIL("tensor parallel: no shard rule for parameter '", name, "' of mixer '", c.mixer, "'");
 }
@@ -110,25 +130,28 @@ void validate_parallel_layout(const ModelConfig& c, const GridShape& g, int worl
   COIL_CHECK(g.world_size() == world_size, "parallel layout: dp * tp * sp = ", g.dp, " * ", g.tp, " * ",
              g.sp, " = ", g.world_size(), " does not match the ", world_size, " ranks launched");
   if (g.tp > 1) {
-    COIL_CHECK(c.mixer != "hybrid" && c.mixer != "mamba1", "parallel layout: tensor parallel (tp = ",
-               g.tp, ") is not implemented for mixer '", c.mixer, "'");
     COIL_CHECK(c.vocab % g.tp == 0, "parallel layout: vocab ", c.vocab, " does not divide by tp ", g.tp);
     COIL_CHECK(c.mlp_hidden % g.tp == 0, "parallel layout: mlp_hidden ", c.mlp_hidden,
                " does not divide by tp ", g.tp);
-    if (c.mixer == "mamba2") {
+    const bool hybrid = c.mixer == "hybrid";
+    const bool has_mamba2 = c.mixer == "mamba2" || (hybrid && c.layer_pattern.find('M') != std::string::npos);
+    const bool has_heads = (c.mixer != "mamba2" && c.mixer != "mamba1" && !hybrid) ||
+                           (hybrid && c.layer_pattern.find('*') != std::string::npos);
+    if (c.mixer == "mamba1")
+      COIL_CHECK((c.mamba1.expand * c.d_model) % g.tp == 0, "parallel layout: Mamba-1's d_inner = expand ",
+                 c.mamba1.expand, " * d_model ", c.d_model, " does not divide by tp ", g.tp);
+    if (has_mamba2) {
       const int64_t d_inner = c.mamba2.expand * c.d_model;
       const int64_t d_ssm = c.mamba2.n_ssm_heads > 0 ? c.mamba2.n_ssm_heads * c.mamba2.head_dim : d_inner;
       COIL_CHECK((d_ssm / c.mamba2.head_dim) % g.tp == 0 && (d_inner - d_ssm) % g.tp == 0,
                  "parallel layout: Mamba-2's ", d_ssm / c.mamba2.head_dim, " SSM heads (and gated branch of ",
                  d_inner - d_ssm, " channels) do not divide by tp ", g.tp);
-    } else {
+    }
+    if (has_heads)
       COIL_CHECK(c.n_heads % g.tp == 0, "parallel layout: n_heads ", c.n_heads, " does not divide by tp ",
                  g.tp);
-    }
   }
   if (g.sp > 1) {
-    COIL_CHECK(c.mixer != "hybrid", "parallel layout: sequence parallel (sp = ", g.sp,
-               ") is not implemented for the hybrid stack");
     COIL_CHECK(!c.recompute, "parallel layout: block recompute with sp = ", g.sp,
                " would repeat the sequence exchange; set recompute false");
     if (seq_len > 0) {
@@ -136,7 +159,8 @@ void validate_parallel_layout(const ModelConfig& c, const GridShape& g, int worl
                  " does not divide by sp ", g.sp);
       int64_t halo = 0;
       if (c.mixer == "linear") halo = c.linear.conv_width - 1;
-      if (c.mixer == "mamba2") halo = c.mamba2.d_conv - 1;
+      if (c.mixer == "mamba2" || (c.mixer == "hybrid" && c.layer_pattern.find('M') != std::string::npos))
+        halo = c.mamba2.d_conv - 1;
       if (c.mixer == "mamba1") halo = c.mamba1.d_conv - 1;
       COIL_CHECK(seq_len / g.sp >= halo, "parallel layout: sequence shards of ", seq_len / g.sp,
                  " tokens (length ", seq_len, " / sp ", g.sp, ") are shorter than the conv halo of ", halo);
@@ -166,8 +190,9 @@ ParallelLanguageModel::ParallelLanguageModel(const ModelConfig& c, const Paralle
   const int tp = g.tp, tr = groups.tp->rank();
   local_config_.vocab = c.vocab / tp;
   local_config_.mlp_hidden = c.mlp_hidden / tp;
-  if (c.mixer == "mamba2") local_config_.mamba2.tp_shards = tp;
-  else local_config_.n_heads = c.n_heads / tp;
+  if (c.mixer == "mamba2" || c.mixer == "hybrid") local_config_.mamba2.tp_shards = tp;
+  if (c.mixer == "mamba1") local_config_.mamba1.tp_shards = tp;
+  if (c.mixer != "mamba2" && c.mixer != "mamba1") local_config_.n_heads = c.n_heads / tp;
   local_ = std::make_shared<LanguageModel>(local_config_, opt);
   register_module("embedding", local_->embedding);
   register_module("layers", local_->layers);
@@ -191,6 +216,14 @@ ParallelLanguageModel::ParallelLanguageModel(const ModelConfig& c, const Paralle
         CommPtr tpg = groups.tp;
         lm->norm->sum_across = [tpg](const Tensor& t) { return sum_over_group(t, tpg); };
         lm->norm->parts = tp;
+      }
+  // Mamba-1's row-parallel x_proj leaves partial [dt_low | B | C]: summed over tp forward, and its
+  // gradient (each rank's channels' share) summed backward.
+  if (tp > 1)
+    for (size_t i = 0; i < local_->num_blocks(); ++i)
+      if (auto* m1 = dynamic_cast<Mamba1*>(local_->block(i).mixer.get())) {
+        CommPtr tpg = groups.tp;
+        m1->x_proj_sum = [tpg](const Tensor& t) { return sum_over_group(t, tpg); };
       }
 }
 
@@ -229,6 +262,8 @@ Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
   if (sp->size() > 1 && !chain && hooks_len_ != T) {
     auto hooks = make_sequence_hooks(sp, T, popt_.balanced_causal, popt_.sequence_ring);
     for (size_t i = 0; i < local_->num_blocks(); ++i) local_->block(i).mixer->sequence_shard = hooks;
+    for (size_t i = 0; i < local_->num_hybrid_layers(); ++i)
+      if (const auto& m = local_->hybrid_layer(i).mixer) m->sequence_shard = hooks;
     hooks_len_ = T;
   }
   Tensor x = embed(ids);  // (B, T, C), replicated over tp
@@ -238,7 +273,14 @@ Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
     Tensor h = x + reduce_from_group(m, tp);
     x = h + reduce_from_group(b.mlp->forward(copy_to_group(b.norm2->forward(h), tp)), tp);
   }
-  for (size_t i = 0; i < local_->num_hybrid_layers(); ++i) x = local_->hybrid_layer(i).forward(x);
+  // Hybrid: each layer is x + f(RMSNorm(x)) with f a mixer (sharded like the blocks' mixers) or a
+  // SwiGLU MLP (split like the blocks' MLPs); like the blocks above, without recompute.
+  for (size_t i = 0; i < local_->num_hybrid_layers(); ++i) {
+    const HybridLayer& l = local_->hybrid_layer(i);
+    Tensor h = copy_to_group(l.norm->forward(x), tp);
+    Tensor f = l.mixer ? sequence_parallel_mixer(*l.mixer, h, sp, chain) : l.mlp->forward(h);
+    x = x + reduce_from_group(f, tp);
+  }
   return local_->lm_head->forward(copy_to_group(local_->norm_f->forward(x), tp));  // (B, T, V/tp)
 }
 

@@ -23,10 +23,13 @@ ModelConfig tiny(const std::string& mixer) {
   c.head_dim = 16;
   c.mlp_hidden = 128;
   c.n_layers = 1;
-  if (mixer == "mamba2") {
-    c.mixer = "mamba2";
+  if (mixer == "mamba2" || mixer == "hybrid") {
+    c.mixer = mixer;
     c.mamba2.head_dim = 16;
     c.mamba2.d_state = 16;
+    if (mixer == "hybrid") c.layer_pattern = "M-*-";
+  } else if (mixer == "mamba1") {
+    c.mixer = "mamba1";
   } else if (mixer != "softmax") {
     c.mixer = "linear";
     c.linear = linear_preset(mixer);
@@ -54,7 +57,7 @@ std::string error_of(F f) {
 }
 
 TEST(ParallelLayout, AcceptsFittingLayouts) {
-  for (const char* m : {"softmax", "2mamba", "2mamba-e", "mamba2s", "mamba2"}) {
+  for (const char* m : {"softmax", "2mamba", "2mamba-e", "mamba2s", "mamba2", "mamba1", "hybrid"}) {
     EXPECT_NO_THROW(validate_parallel_layout(tiny(m), grid(2, 2, 2), 8, 64, 4)) << m;
     EXPECT_NO_THROW(validate_parallel_layout(tiny(m), grid(1, 4, 1), 4, 64, 1)) << m;
   }
@@ -93,16 +96,39 @@ TEST(ParallelLayout, SequenceAndBatchMustDivide) {
 }
 
 TEST(ParallelLayout, UnsupportedCombinationsAreNamed) {
-  ModelConfig c = tiny("softmax");
-  c.mixer = "mamba1";
-  const std::string e = error_of([&] { validate_parallel_layout(c, grid(1, 2, 1), 2); });
-  EXPECT_NE(e.find("not implemented for mixer 'mamba1'"), std::string::npos) << e;
+  ModelConfig c = tiny("hybrid");
+  c.recompute = true;
+  const std::string e = error_of([&] { validate_parallel_layout(c, grid(1, 1, 2), 2); });
+  EXPECT_NE(e.find("block recompute with sp = 2"), std::string::npos) << e;
+}
+
+// Mamba-1 splits d_inner over tp; the hybrid stack needs its attention heads and Mamba-2 heads to
+// divide.
+TEST(ParallelLayout, Mamba1AndHybridWidthsMustDivide) {
+  ModelConfig m = tiny("mamba1");
+  m.vocab = 258;
+  m.mlp_hidden = 129;
+  const std::string e = error_of([&] { validate_parallel_layout(m, grid(1, 3, 1), 3); });
+  EXPECT_NE(e.find("Mamba-1's d_inner = expand 2 * d_model 64 does not divide by tp 3"), std::string::npos)
+      << e;
+  ModelConfig h = tiny("hybrid");
+  h.vocab = 258;
+  h.mlp_hidden = 129;
+  const std::string eh = error_of([&] { validate_parallel_layout(h, grid(1, 3, 1), 3); });
+  EXPECT_NE(eh.find("4 SSM heads"), std::string::npos) << eh;
+  h.layer_pattern = "*-";
+  const std::string ea = error_of([&] { validate_parallel_layout(h, grid(1, 3, 1), 3); });
+  EXPECT_NE(ea.find("n_heads 4 does not divide by tp 3"), std::string::npos) << ea;
+  // The hybrid's Mamba-2 conv halo (3) must fit in a shard.
+  const std::string hh = error_of([] { validate_parallel_layout(tiny("hybrid"), grid(1, 1, 8), 8, 16); });
+  EXPECT_NE(hh.find("shorter than the conv halo of 3"), std::string::npos) << hh;
 }
 
 // Slicing with take_param_shard and joining the slices gives the full tensor back, for every
 // parameter of every mixer (the join of gather_param_shards, done here by hand per segment).
 TEST(ParallelLayout, ShardSpecsCoverEveryParameter) {
-  for (const char* m : {"softmax", "2mamba", "2mamba-e", "mamba2s", "mamba2", "linear"}) {
+  for (const char* m :
+       {"softmax", "2mamba", "2mamba-e", "mamba2s", "mamba2", "linear", "mamba1", "hybrid"}) {
     const ModelConfig c = tiny(m);
     LanguageModel lm(c);
     for (const auto& [name, p] : lm.named_parameters()) {

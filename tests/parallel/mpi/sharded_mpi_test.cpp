@@ -3,6 +3,7 @@
 // dp2xsp2 on 4) the forward logits, the loss and every parameter gradient match (fp32, max relative
 // error < 1e-5), and five AdamW steps give the same losses. Every rank also runs the single-rank
 // reference on the whole batch. The sequence-parallel chain and gather styles must agree too.
+// Mamba-1 (chain only under sp) and the Mamba-2-Hybrid stack have the same cells below.
 #include <gtest/gtest.h>
 
 #include <iostream>
@@ -232,6 +233,33 @@ TEST(Mpi4Ranks, SoftmaxRingSp4Tp2Sp2Dp2Sp2) {
 TEST(Mpi2RanksExtraMixers, Mamba1) {
   run_layout("mamba1", 1, 1, 2);
   run_layout("mamba1", 2, 1, 1);
+}
+// Mamba-1 tensor parallel: d_inner split, x_proj's partial [dt_low | B | C] summed over tp.
+TEST(Mpi2RanksExtraMixers, Mamba1Tp2) {
+  run_layout("mamba1", 1, 2, 1);
+  run_layout("mamba1", 1, 2, 1, false, nullptr, DType::F64);
+}
+TEST(Mpi4Ranks, Mamba1Dp2Tp2Tp2Sp2Sp4Dp2Sp2) {
+  run_layout("mamba1", 2, 2, 1);
+  run_layout("mamba1", 1, 2, 2);
+  run_layout("mamba1", 1, 1, 4);
+  run_layout("mamba1", 2, 1, 2);
+}
+// The Mamba-2-Hybrid stack (M, *, - layers): sequence parallel (gather and chain) and tensor parallel.
+TEST(Mpi2RanksExtraMixers, HybridSp2Tp2Dp2) {
+  std::vector<double> chain, gather;
+  run_layout("hybrid", 1, 1, 2, false, &gather);
+  run_layout("hybrid", 1, 1, 2, true, &chain);
+  EXPECT_LT(max_rel_err(chain, gather), kTol);
+  run_layout("hybrid", 1, 1, 2, false, nullptr, DType::F64);
+  run_layout("hybrid", 1, 2, 1);
+  run_layout("hybrid", 2, 1, 1);
+}
+TEST(Mpi4Ranks, HybridSp4Dp2Sp2Dp2Tp2Tp2Sp2) {
+  run_layout("hybrid", 1, 1, 4);
+  run_layout("hybrid", 2, 1, 2);
+  run_layout("hybrid", 2, 2, 1);
+  run_layout("hybrid", 1, 2, 2);
 }
 }  // namespace
 }  // namespace coil
