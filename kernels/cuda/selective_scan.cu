@@ -407,12 +407,14 @@ void check_stat(const Tensor& t, const char* what) {
 }
 
 // Split over chunks when the sequential grid leaves most of the GPU idle (few batch rows x channel
-// blocks for its SMs) and there are several chunks; tests force either form.
+// blocks for its SMs) and there are several chunks; tests force either form. The bound of 2 blocks
+// per SM is from coil_scan_bench on an H100 (D = 1536, 32K tokens): split f+b is faster at B = 2 and 1
+// (192 and 96 blocks), slower at B = 4 (384 blocks).
 bool use_split(const Geo& g, const Tensor& t) {
   if (g_mode != ScanMode::kAuto) return g_mode == ScanMode::kSplit && g.nc > 1;
   int sms = 0;
   COIL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, t.device().index));
-  return g.nc > 1 && g.B * g.nDB < 4 * int64_t(sms);
+  return g.nc > 1 && g.B * g.nDB < 2 * int64_t(sms);
 }
 
 template <typename T>

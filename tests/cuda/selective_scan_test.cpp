@@ -76,7 +76,7 @@ const char* const kNames[] = {"y", "hT", "du", "ddt", "dA", "dB", "dC", "dh0"};
 
 Outs run_op(const Inputs& in, DType t, Device dev) {
   const DType st = t == DType::F64 ? DType::F64 : DType::F32;
-  auto leaf = [&](const Tensor& x, DType d) { return x.to(d).to(dev).set_requires_grad(true); };
+  auto leaf = [&](const Tensor& x, DType d) { return x.to(d).to(dev).detach().set_requires_grad(true); };
   Tensor u = leaf(in.u, t), dt = leaf(in.dt, st), A = leaf(in.A, st), Bm = leaf(in.Bm, t), Cm = leaf(in.Cm, t);
   Tensor h0 = in.h0.defined() ? leaf(in.h0, st) : Tensor();
   Tensor hT;
