@@ -55,7 +55,7 @@
   X(SwiGLU, "swiglu", F)         /* in: gate, up (same shape) -> out: silu(gate) * up              */ \
   X(SwiGLUBackward, "swiglu_backward", B) /* in: dy, gate, up -> out: dgate, dup                    */ \
   X(Softmax, "softmax", F)       /* over the last dim: in x (M, n) -> out y (M, n)                 */ \
-  X(SoftmaxBackward, "softmax_backward", B) /* in: dy, y -> out: dx                                */ \
+  X(SoftmaxBackward, "softmax_backward", B) /* in: dy, x -> out: dx (y recomputed from x)         */ \
   X(Rope, "rope", F)             /* in: x (B, T, H, D), D even -> out: same; interleaved pairs     */ \
                                  /* (2i, 2i+1) rotate by (attrs.pos_offset + t) * theta^(-2i/D);   */ \
                                  /* attrs.reverse rotates by minus the angle (the backward);     */ \

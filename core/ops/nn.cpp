@@ -142,7 +142,7 @@ Tensor softmax(const Tensor& x_in) {
            run(make_args(Op::SoftmaxBackward, {dy, s[0]}, {dx}), dy.dtype());
            return Grads{dx.view(x_shape)};
          },
-         {y});
+         {x2});  // the input, not y: the backward recomputes y in f32 (a bf16 y loses dx's cancellation)
   return out;
 }
 

@@ -190,22 +190,28 @@ void softmax_kernel(const KernelArgs& a) {
   }
 }
 
-// SoftmaxBackward: dy (M, n), y (M, n) -> dx = y * (dy - sum_j dy_j y_j).
+// SoftmaxBackward: dy (M, n), x (M, n) -> dx = y * (dy - sum_j dy_j y_j), y = softmax(x) recomputed in
+// double (not read back from a rounded y: with bf16 y, dy - sum dy y cancels to y's rounding error).
 template <typename T>
 void softmax_backward_kernel(const KernelArgs& a) {
   check_arity(a, 2, 1);
-  const Tensor& y = a.in[1];
-  check_dtype<T>(y);
-  const int64_t n = last_dim(y), M = y.numel() / std::max<int64_t>(n, 1);
+  const Tensor& x = a.in[1];
+  check_dtype<T>(x);
+  const int64_t n = last_dim(x), M = x.numel() / std::max<int64_t>(n, 1);
   const T* pdy = a.in[0].data<T>();
-  const T* py = y.data<T>();
+  const T* px = x.data<T>();
   T* pdx = a.out[0].data<T>();
-#pragma omp parallel for schedule(static) if ((y.numel()) > kMinParallelWork)
+#pragma omp parallel for schedule(static) if ((x.numel()) > kMinParallelWork)
   for (int64_t i = 0; i < M; ++i) {
+    const T* xr = px + i * n;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, double(xr[j]));
+    std::vector<double> y(n);
+    double total = 0.0;
+    for (int64_t j = 0; j < n; ++j) total += (y[size_t(j)] = std::exp(double(xr[j]) - mx));
     double dot = 0.0;
-    for (int64_t j = 0; j < n; ++j) dot += double(pdy[i * n + j]) * py[i * n + j];
-    for (int64_t j = 0; j < n; ++j)
-      pdx[i * n + j] = T(double(py[i * n + j]) * (double(pdy[i * n + j]) - dot));
+    for (int64_t j = 0; j < n; ++j) dot += double(pdy[i * n + j]) * (y[size_t(j)] /= total);
+    for (int64_t j = 0; j < n; ++j) pdx[i * n + j] = T(y[size_t(j)] * (double(pdy[i * n + j]) - dot));
   }
 }
 

@@ -437,17 +437,27 @@ __global__ void softmax_kernel(const T* x, T* y, int64_t M, int64_t n) {
   }
 }
 
-// SoftmaxBackward: dy (M, n), y (M, n) -> dx = y * (dy - sum_j dy_j y_j).
+// SoftmaxBackward: dy (M, n), x (M, n) -> dx = y * (dy - sum_j dy_j y_j), y = softmax(x) recomputed in
+// the compute precision (a bf16 y read back would leave dx only y's rounding error where dy - sum
+// dy y cancels).
 template <typename T>
-__global__ void softmax_backward_kernel(const T* dy, const T* y, T* dx, int64_t M, int64_t n) {
+__global__ void softmax_backward_kernel(const T* dy, const T* x, T* dx, int64_t M, int64_t n) {
   using A = compute_t<T>;
   for (int64_t row = blockIdx.x; row < M; row += gridDim.x) {
+    const T* xr = x + row * n;
+    A mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = NanMaxOp()(mx, to_compute(xr[j]));
+    mx = block_allreduce(mx, NanMaxOp(), A(-INFINITY));
+    A total = A(0);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) total += m_exp(to_compute(xr[j]) - mx);
+    total = block_allreduce(total, SumOp(), A(0));
     A dot = A(0);
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) dot += to_compute(dy[row * n + j]) * to_compute(y[row * n + j]);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+      dot += to_compute(dy[row * n + j]) * (m_exp(to_compute(xr[j]) - mx) / total);
     dot = block_allreduce(dot, SumOp(), A(0));
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
       const int64_t k = row * n + j;
-      dx[k] = from_compute<T>(to_compute(y[k]) * (to_compute(dy[k]) - dot));
+      dx[k] = from_compute<T>(m_exp(to_compute(xr[j]) - mx) / total * (to_compute(dy[k]) - dot));
     }
   }
 }
@@ -472,16 +482,16 @@ template <typename T>
 void softmax_backward_launch(const KernelArgs& a) {
   check_arity(a, 2, 1);
   const Tensor& dy = a.in[0];
-  const Tensor& y = a.in[1];
+  const Tensor& x = a.in[1];
   const Tensor& dx = a.out[0];
-  for (const Tensor* t : {&dy, &y, &dx}) {
+  for (const Tensor* t : {&dy, &x, &dx}) {
     check_tensor<T>(*t);
-    COIL_INTERNAL_ASSERT(t->is_contiguous() && t->numel() == y.numel(), "softmax_backward ", t->describe());
+    COIL_INTERNAL_ASSERT(t->is_contiguous() && t->numel() == x.numel(), "softmax_backward ", t->describe());
   }
-  const int64_t n = y.dim() == 0 ? 1 : y.size(-1), M = n ? y.numel() / n : 0;
+  const int64_t n = x.dim() == 0 ? 1 : x.size(-1), M = n ? x.numel() / n : 0;
   if (M == 0) return;
-  LaunchContext ctx(y);
-  softmax_backward_kernel<T><<<row_grid(M), row_block_threads(n), 0, ctx.stream>>>(dy.data<T>(), y.data<T>(),
+  LaunchContext ctx(x);
+  softmax_backward_kernel<T><<<row_grid(M), row_block_threads(n), 0, ctx.stream>>>(dy.data<T>(), x.data<T>(),
                                                                                   dx.data<T>(), M, n);
   COIL_CUDA_CHECK_LAUNCH("softmax_backward_kernel");
 }

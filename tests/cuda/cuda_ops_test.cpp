@@ -351,11 +351,11 @@ TEST(CudaModelOps, RmsNormSwigluSoftmaxMatchTheCpu) {
   check_op({"swiglu", {randn({64, 1000}, 3.0), randn({64, 1000})},
             [](const Tensors& x) { return Tensors{swiglu(x[0], x[1])}; }});
   auto sm = [](const Tensors& x) { return Tensors{softmax(x[0])}; };
-  // The backward reads the saved output y, rounded to bf16 on the GPU but not in the naive f32 graph:
-  // a second rounding, factor 3.
-  check_op({"softmax", {randn({3, 7, 11}, 2.0)}, sm, true, 3.0});
-  check_op({"softmax_long_rows", {randn({16, 5000}, 2.0)}, sm, true, 3.0});
-  check_op({"softmax_large_values", {randn({5, 40}, 3.0, 100.0)}, sm, true, 3.0});
+  // The backward recomputes y from x in f32 (a saved bf16 y would add its own rounding where
+  // dy - sum dy y cancels: 4x the naive error on large logits), so the usual factor holds.
+  check_op({"softmax", {randn({3, 7, 11}, 2.0)}, sm, true});
+  check_op({"softmax_long_rows", {randn({16, 5000}, 2.0)}, sm, true});
+  check_op({"softmax_large_values", {randn({5, 40}, 3.0, 100.0)}, sm, true});
   // Deterministic dw.
   Tensor x = randn({3000, 64}).to(DType::F32).to(Device::cuda());
   Tensor w = randn({64}).to(DType::F32).to(Device::cuda()).set_requires_grad(true);
