@@ -7,6 +7,7 @@
 
 #include "mpi_test_util.h"
 #include "parallel/mpi_communicator.h"
+#include "rank_failures.h"
 
 namespace coil::testing {
 CommPtr& world() {
@@ -14,26 +15,6 @@ CommPtr& world() {
   return w;
 }
 }  // namespace coil::testing
-
-namespace {
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::cerr << "[rank " << rank_ << "] " << (r.file_name() ? r.file_name() : "?") << ":"
-                << r.line_number() << ": failure\n" << r.summary() << std::endl;
-  }
-  void OnTestEnd(const ::testing::TestInfo& info) override {
-    if (info.result()->Failed())
-      std::cerr << "[rank " << rank_ << "] FAILED " << info.test_suite_name() << "." << info.name()
-                << std::endl;
-  }
-
- private:
-  int rank_;
-};
-}  // namespace
 
 int main(int argc, char** argv) {
   coil::MpiRuntime mpi(&argc, &argv);
@@ -43,7 +24,7 @@ int main(int argc, char** argv) {
   if (rank != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
+    listeners.Append(new coil::testing::RankFailurePrinter(rank));
   }
   int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
   coil::Tensor f = coil::Tensor::from_ints({failed}, {1});

@@ -9,6 +9,7 @@
 
 #include "nccl_test_util.h"
 #include "parallel/mpi_communicator.h"
+#include "../mpi/rank_failures.h"
 
 namespace coil::nccl_test {
 CommPtr& world() {
@@ -25,21 +26,6 @@ int& gpu_count() {
 }
 }  // namespace coil::nccl_test
 
-namespace {
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::cerr << "[rank " << rank_ << "] " << (r.file_name() ? r.file_name() : "?") << ":"
-                << r.line_number() << ": failure\n" << r.summary() << std::endl;
-  }
-
- private:
-  int rank_;
-};
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace coil::nccl_test;
   coil::MpiRuntime mpi(&argc, &argv);
@@ -50,7 +36,7 @@ int main(int argc, char** argv) {
     // Only rank 0 prints the run; the others print their failures, prefixed with the rank.
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
+    listeners.Append(new coil::testing::RankFailurePrinter(rank));
   }
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
