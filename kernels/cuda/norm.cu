@@ -421,17 +421,25 @@ void add_rms_norm_backward_launch(const KernelArgs& a) {
 }
 
 // --- Softmax over the last dim: x (M, n) -> y (M, n) ---------------------------------------------------
+// A row's max and sum of exp(x - max), reduced over the block (every thread gets both).
+template <typename T>
+__device__ void softmax_row_stats(const T* xr, int64_t n, compute_t<T>& mx, compute_t<T>& total) {
+  using A = compute_t<T>;
+  mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = NanMaxOp()(mx, to_compute(xr[j]));
+  mx = block_allreduce(mx, NanMaxOp(), A(-INFINITY));
+  total = A(0);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) total += m_exp(to_compute(xr[j]) - mx);
+  total = block_allreduce(total, SumOp(), A(0));
+}
+
 template <typename T>
 __global__ void softmax_kernel(const T* x, T* y, int64_t M, int64_t n) {
   using A = compute_t<T>;
   for (int64_t row = blockIdx.x; row < M; row += gridDim.x) {
     const T* xr = x + row * n;
-    A mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = NanMaxOp()(mx, to_compute(xr[j]));
-    mx = block_allreduce(mx, NanMaxOp(), A(-INFINITY));
-    A total = A(0);
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) total += m_exp(to_compute(xr[j]) - mx);
-    total = block_allreduce(total, SumOp(), A(0));
+    A mx, total;
+    softmax_row_stats(xr, n, mx, total);
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
       y[row * n + j] = from_compute<T>(m_exp(to_compute(xr[j]) - mx) / total);
   }
@@ -445,12 +453,8 @@ __global__ void softmax_backward_kernel(const T* dy, const T* x, T* dx, int64_t 
   using A = compute_t<T>;
   for (int64_t row = blockIdx.x; row < M; row += gridDim.x) {
     const T* xr = x + row * n;
-    A mx = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = NanMaxOp()(mx, to_compute(xr[j]));
-    mx = block_allreduce(mx, NanMaxOp(), A(-INFINITY));
-    A total = A(0);
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) total += m_exp(to_compute(xr[j]) - mx);
-    total = block_allreduce(total, SumOp(), A(0));
+    A mx, total;
+    softmax_row_stats(xr, n, mx, total);
     A dot = A(0);
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
       dot += to_compute(dy[row * n + j]) * (m_exp(to_compute(xr[j]) - mx) / total);
