@@ -72,4 +72,14 @@ void autocast_promote(Tensor* const* ts, size_t n);
 // The same for a braced list of variables; free (no allocation) when no guard is enabled.
 inline void autocast_promote(std::initializer_list<Tensor*> ts) { autocast_promote(ts.begin(), ts.size()); }
 
+// The AdamW hyper-parameters as the AdamW and AdamWMulti kernels read them.
+inline void set_adamw_attrs(KernelArgs& a, const AdamWParams& p) {
+  a.attrs.lr = p.lr;
+  a.attrs.beta1 = p.beta1;
+  a.attrs.beta2 = p.beta2;
+  a.attrs.eps = p.eps;
+  a.attrs.weight_decay = p.weight_decay;
+  a.attrs.step = p.step;
+}
+
 }  // namespace coil::detail

@@ -30,12 +30,7 @@ void adamw_step_multi(const std::vector<Tensor>& params, const std::vector<Tenso
   }
   NoGradGuard ng;
   KernelArgs a = make_args(Op::AdamWMulti, std::move(in), {});
-  a.attrs.lr = p.lr;
-  a.attrs.beta1 = p.beta1;
-  a.attrs.beta2 = p.beta2;
-  a.attrs.eps = p.eps;
-  a.attrs.weight_decay = p.weight_decay;
-  a.attrs.step = p.step;
+  set_adamw_attrs(a, p);
   run(a, params[0].dtype());
   for (size_t i = 0; i < params.size(); ++i) {
     params[i].bump_version();

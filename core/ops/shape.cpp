@@ -76,12 +76,7 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
   COIL_CHECK(p.step >= 1, "adamw: step is 1-based, got ", p.step);
   NoGradGuard ng;
   KernelArgs a = make_args(Op::AdamW, {param.detach(), grad.detach(), m, v}, {});
-  a.attrs.lr = p.lr;
-  a.attrs.beta1 = p.beta1;
-  a.attrs.beta2 = p.beta2;
-  a.attrs.eps = p.eps;
-  a.attrs.weight_decay = p.weight_decay;
-  a.attrs.step = p.step;
+  set_adamw_attrs(a, p);
   run(a, param.dtype());
   param.bump_version();
   m.bump_version();
