@@ -77,7 +77,8 @@
                                  /* stat dtype. w_ij = f(s q_i.k_j) exp(acs_i - acs_j), j <= i,    */ \
                                  /* f = u (attrs.power 1) or u^2 (power 2), s = attrs.scale;       */ \
                                  /* den_i = sum_j w_ij; y_i = sum_j w_ij v_j, divided by           */ \
-                                 /* max(den_i, 1e-8) when attrs.sm_norm                            */ \
+                                 /* max(den_i, 1e-8) when attrs.sm_norm. power 0 (exp, sm_norm):   */ \
+                                 /* softmax_j(u_ij + acs_i - acs_j), den_i = its log-sum-exp       */ \
   X(LinAttnBackward, "linattn_backward", B) /* in: dy, q, k, v, acs|undefined, y, den ->            */ \
                                  /* out: dq, dk, dv, dacs (stat dtype; undefined without acs)      */ \
   X(SelectiveScan, "selective_scan", F) /* Mamba-1 scan (layers/ssm_scan.h): in: u (B, T, D), dt   */ \

@@ -75,6 +75,9 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
 // gradient is relu's). acs is used in f32 for f32 / bf16 inputs (its gradient comes back in its own
 // dtype). -> y (B, T, H, Dv); `den`, when given, receives sum_j w_ij (B, H, T) (not differentiable).
 inline constexpr double kLinAttnDenominatorEps = 1e-8;
+// power kLinAttnPowerExp (2Mamba-E, spec 6): y_i = sum_j softmax_j(s q_i.k_j + acs_i - acs_j) v_j, computed
+// with the row max; sm_norm must be true (implied) and `den` receives each row's log-sum-exp.
+inline constexpr int64_t kLinAttnPowerExp = 0;
 Tensor linattn(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& acs, int64_t power,
                bool sm_norm, double scale, Tensor* den = nullptr);
 // linattn on one packed projection qkv (B, T, 3 H D), q | k | v along the last dim (each (H, D)): the

@@ -87,6 +87,22 @@ Tensor linattn_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, cons
   return linattn(q, k, v, acs, opt.power == LinPower::Two ? 2 : 1, opt.sm_norm, opt.scale);
 }
 
+namespace {
+// (B, T, H) Acs, summed in fp32 (f64 stays f64), or undefined without decay.
+Tensor cumulative_decay(const Tensor& a) {
+  return a.defined() ? cumsum(a.to(a.dtype() == DType::F64 ? DType::F64 : DType::F32), 1) : Tensor();
+}
+}  // namespace
+
+Tensor linattn_exp_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, double scale) {
+  check_inputs("linattn_exp_quadratic", q, k, v, a);
+  return linattn(q, k, v, cumulative_decay(a), kLinAttnPowerExp, true, scale);
+}
+
+Tensor linattn_exp_quadratic_qkv(const Tensor& qkv, const Tensor& a, int64_t n_heads, double scale) {
+  return linattn_qkv(qkv, cumulative_decay(a), n_heads, kLinAttnPowerExp, true, scale);
+}
+
 Tensor linattn_quadratic_qkv(const Tensor& qkv, const Tensor& a, int64_t n_heads, const LinAttnOptions& opt) {
   Tensor acs;  // (B, T, H) Acs, summed in fp32 as in linattn_quadratic
   if (a.defined()) acs = cumsum(a.to(a.dtype() == DType::F64 ? DType::F64 : DType::F32), 1);

@@ -90,8 +90,8 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
   }
   // 3. Heads. When q, k, v reach the quadratic op unchanged (no activation, dt or D residual), the op
   // reads them straight from X; splitting here would copy each and, in the backward, zero-fill X's
-  // shape three times and add the parts.
-  const bool qkv_direct = form == Form::Quadratic && !sh && options.power != "exp" &&
+  // shape three times and add the parts. 2Mamba-E takes the op whenever no state is carried.
+  const bool qkv_direct = !sh && (options.power == "exp" ? !stateful : form == Form::Quadratic) &&
                           options.qk_activation == "none" && !options.value_dt && !D.defined();
   std::vector<Tensor> parts;
   Tensor q, k, v;
@@ -139,10 +139,13 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
     Tensor acs_k = a.defined() ? join(acss) : Tensor();          // (B, pos0 + T, H)
     Tensor acs_q = a.defined() ? acss.back() : Tensor();         // (B, T, H)
     y = prefix_attention(q, join(ks), join(vs), 1.0 / std::sqrt(double(Dh)), acs_q, acs_k);
+  } else if (options.power == "exp" && qkv_direct) {
+    y = linattn_exp_quadratic_qkv(X, a, H, 1.0 / std::sqrt(double(Dh)));  // q, k, v read in place from X
   } else if (options.power == "exp") {
-    // Softmax with additive log decay over every earlier token (the KV "prefix") and this shard.
+    // Softmax with additive log decay over every earlier token (the KV "prefix") and this shard; from
+    // the sequence start, the fused op.
     Tensor k_all = k, v_all = v, acs_q, acs_k;
-    if (a.defined()) acs_q = cumsum(a, 1);  // (B, T, H)
+    if (a.defined() && (!start || out)) acs_q = cumsum(a, 1);  // (B, T, H), for the prefix and the state
     if (!start) {
       Tensor k_prev = in->get("k"), v_prev = in->get("v");
       COIL_CHECK(k_prev.dim() == 4 && k_prev.size(0) == B && k_prev.size(2) == H &&
@@ -163,12 +166,13 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
       }
     }
     if (a.defined() && !acs_k.defined()) acs_k = acs_q;
-    y = prefix_attention(q, k_all, v_all, 1.0 / std::sqrt(double(Dh)), acs_q, acs_k);
+    const double sm_scale = 1.0 / std::sqrt(double(Dh));
+    y = start ? linattn_exp_quadratic(q, k, v, a, sm_scale) : prefix_attention(q, k_all, v_all, sm_scale, acs_q, acs_k);
     next.set("k", k_all);
     next.set("v", v_all);
     // Rebased so the newest cached token has Acs 0: only differences matter, and small magnitudes
     // near the present keep fp32 decoding of long contexts exact where the weights are large.
-    if (a.defined()) next.set("acs", acs_k - acs_k.narrow(1, acs_k.size(1) - 1, 1));
+    if (acs_k.defined()) next.set("acs", acs_k - acs_k.narrow(1, acs_k.size(1) - 1, 1));
   } else {
     const LinAttnOptions m = math_options();
     LinAttnState st;
@@ -239,7 +243,9 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
 }
 
 Tensor LinearAttentionMixer::forward(const Tensor& x) const {
-  return run(x, options.form == "quadratic" ? Form::Quadratic : Form::Chunked, nullptr, nullptr);
+  const bool quadratic = options.form == "quadratic" ||
+                         (options.form == "auto" && x.dim() == 3 && x.size(1) <= options.chunked_from);
+  return run(x, quadratic ? Form::Quadratic : Form::Chunked, nullptr, nullptr);
 }
 
 Tensor LinearAttentionMixer::forward_stateful(const Tensor& x, const MixerState& in,

@@ -20,6 +20,14 @@ Tensor decay_operand(const char* who, const Tensor& acs_in, const Tensor& q, int
   return acs_in.to(stat_dtype(q.dtype()));
 }
 
+// power 1, 2 or kLinAttnPowerExp; the softmax of the exp form is normalised by definition.
+void check_power(const char* who, int64_t power, bool sm_norm) {
+  COIL_CHECK(power == 1 || power == 2 || power == kLinAttnPowerExp, who, ": power must be 1, 2 or ",
+             kLinAttnPowerExp, " (exp), got ", power);
+  COIL_CHECK(power != kLinAttnPowerExp || sm_norm, who,
+             ": power exp (softmax weights) needs sm_norm = true, got sm_norm = false");
+}
+
 // y (B, T, H, Dv) and den (B, H, T) from the kernel's operands (q, k, v dense or strided views).
 Tensor forward_kernel(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& acs, int64_t power,
                       bool sm_norm, double scale, Tensor& den) {
@@ -56,7 +64,7 @@ Tensor linattn(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const
   Tensor q = autocast_lower(q_in), k = autocast_lower(k_in), v = autocast_lower(v_in);
   check_same("linattn", q, "q", k, "k");
   check_same("linattn", q, "q", v, "v");
-  COIL_CHECK(power == 1 || power == 2, "linattn: power must be 1 or 2, got ", power);
+  check_power("linattn", power, sm_norm);
   COIL_CHECK(q.dim() == 4, "linattn: q must be (B, T, H, D), got ", shape_str(q.shape()));
   check_shape("linattn", k, "k", q.shape(), q, "q");
   const int64_t B = q.size(0), T = q.size(1), H = q.size(2);
@@ -98,7 +106,7 @@ Tensor linattn_qkv(const Tensor& qkv_in, const Tensor& acs_in, int64_t n_heads, 
                    double scale, Tensor* den_out) {
   check_floating("linattn_qkv", qkv_in, "qkv");
   Tensor qkv = autocast_lower(qkv_in);
-  COIL_CHECK(power == 1 || power == 2, "linattn_qkv: power must be 1 or 2, got ", power);
+  check_power("linattn_qkv", power, sm_norm);
   COIL_CHECK(n_heads > 0 && qkv.dim() == 3 && qkv.size(2) % (3 * n_heads) == 0 && qkv.size(2) > 0,
              "linattn_qkv: qkv must be (B, T, 3 H D) with H = ", n_heads, ", got ", shape_str(qkv.shape()));
   const int64_t B = qkv.size(0), T = qkv.size(1), H = n_heads, D = qkv.size(2) / (3 * H);

@@ -13,6 +13,10 @@
 // sm_norm); G_ij = w_ij dw_ij; dv_j = sum_i (w_ij / c_i) dO_i; dacs_i += sum_j G_ij (0 up to rounding
 // where the clamp is inactive: the row factor cancels), dacs_j -= sum_i G_ij; du_ij = f'(u_ij) L_ij dw_ij;
 // dq_i = s sum_j du_ij k_j, dk_j = s sum_i du_ij q_i.
+// Exp form (power kLinAttnPowerExp, 2Mamba-E): z_ij = u_ij + acs_i - acs_j, m_i = max_j z_ij;
+// den_i = m_i + log sum_j exp(z_ij - m_i) (the log-sum-exp), y_i = sum_j exp(z_ij - den_i) v_j.
+// Backward: P_ij = exp(z_ij - den_i), Delta_i = dO_i.y_i, G_ij = P_ij (dO_i.v_j - Delta_i), du_ij = G_ij,
+// dv_j = sum_i P_ij dO_i, dacs as above (the query side is 0 up to rounding).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -38,9 +42,10 @@ Dims dims_of(const Tensor& q, const Tensor& v) {
   return {q.size(0), q.size(1), q.size(2), q.size(3), v.size(3)};
 }
 
-// The weight w_ij and the two factors the backward needs: f'(u) and L.
+// The weight w_ij and the two factors the backward needs: f'(u) and L; z = u + acs_i - acs_j is
+// the exp form's logit (L is not formed there: exp(acs_i - acs_j) alone may overflow).
 struct Weight {
-  double u, f, L;
+  double u, f, L, z;
   double w() const { return f * L; }
 };
 
@@ -52,8 +57,31 @@ Weight weight(const Dims& s, const T* q, const T* k, const T* acs, int64_t b, in
   double dot = 0.0;
   for (int64_t d = 0; d < s.D; ++d) dot += double(qi[d]) * kj[d];
   const double u = scale * dot;
+  if (power == kLinAttnPowerExp)
+    return {u, u, 1.0, acs ? u + (double(acs[s.ac(b, i, h)]) - double(acs[s.ac(b, j, h)])) : u};
   const double L = acs ? std::exp(double(acs[s.ac(b, i, h)]) - double(acs[s.ac(b, j, h)])) : 1.0;
-  return {u, power == 2 ? u * u : u, L};
+  return {u, power == 2 ? u * u : u, L, 0.0};
+}
+
+// One row of the exp form's forward: y_i and the log-sum-exp.
+template <typename T>
+void exp_row(const Dims& s, const T* q, const T* k, const T* v, const T* acs, int64_t b, int64_t h, int64_t i,
+             double scale, T* yi, T* lse) {
+  std::vector<double> z(size_t(i + 1)), num(size_t(s.Dv), 0.0);
+  double m = -INFINITY;
+  for (int64_t j = 0; j <= i; ++j) {
+    z[size_t(j)] = weight(s, q, k, acs, b, h, i, j, scale, kLinAttnPowerExp).z;
+    m = std::max(m, z[size_t(j)]);
+  }
+  double total = 0.0;
+  for (int64_t j = 0; j <= i; ++j) {
+    const double w = std::exp(z[size_t(j)] - m);
+    total += w;
+    const T* vj = v + s.vo(b, j, h);
+    for (int64_t d = 0; d < s.Dv; ++d) num[size_t(d)] += w * vj[d];
+  }
+  for (int64_t d = 0; d < s.Dv; ++d) yi[d] = T(num[size_t(d)] / total);
+  *lse = T(m + std::log(total));
 }
 
 template <typename T>
@@ -73,6 +101,10 @@ void linattn_dense(const KernelArgs& a) {
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
       for (int64_t i = 0; i < s.T; ++i) {
+        if (power == kLinAttnPowerExp) {
+          exp_row(s, q, k, v, acs, b, h, i, scale, y + s.vo(b, i, h), den + s.row(b, h, i));
+          continue;
+        }
         std::vector<double> num(size_t(s.Dv), 0.0);
         double total = 0.0;
         for (int64_t j = 0; j <= i; ++j) {
@@ -118,10 +150,11 @@ void linattn_backward_dense(const KernelArgs& a) {
         const T* qi = q + s.qk(b, i, h);
         const T* dOi = dO + s.vo(b, i, h);
         const T* yi = y + s.vo(b, i, h);
-        const double total = den[s.row(b, h, i)];
-        const double c = sm_norm ? std::max(total, kLinAttnDenominatorEps) : 1.0;
+        const bool expo = power == kLinAttnPowerExp;
+        const double total = den[s.row(b, h, i)];  // the log-sum-exp in the exp form
+        const double c = sm_norm && !expo ? std::max(total, kLinAttnDenominatorEps) : 1.0;
         double delta = 0.0;
-        if (sm_norm && total > kLinAttnDenominatorEps)
+        if (expo || (sm_norm && total > kLinAttnDenominatorEps))
           for (int64_t d = 0; d < s.Dv; ++d) delta += double(dOi[d]) * yi[d];
         std::fill(dq_acc.begin(), dq_acc.end(), 0.0);
         for (int64_t j = 0; j <= i; ++j) {
@@ -131,12 +164,12 @@ void linattn_backward_dense(const KernelArgs& a) {
           double dp = 0.0;
           for (int64_t d = 0; d < s.Dv; ++d) dp += double(dOi[d]) * vj[d];
           const double dw = (dp - delta) / c;
-          const double p = wt.w() / c;
+          const double p = expo ? std::exp(wt.z - total) : wt.w() / c;
           for (int64_t d = 0; d < s.Dv; ++d) dv_acc[size_t(j * s.Dv + d)] += p * dOi[d];
-          const double g = wt.w() * dw;
+          const double g = expo ? p * dw : wt.w() * dw;
           dacs_acc[size_t(i)] += g;
           dacs_acc[size_t(j)] -= g;
-          const double du = (power == 2 ? 2.0 * wt.u : 1.0) * wt.L * dw;
+          const double du = expo ? g : (power == 2 ? 2.0 * wt.u : 1.0) * wt.L * dw;
           for (int64_t d = 0; d < s.D; ++d) {
             dq_acc[size_t(d)] += scale * du * kj[d];
             dk_acc[size_t(j * s.D + d)] += scale * du * qi[d];

@@ -12,6 +12,11 @@
 //    in stream order, so the result is deterministic).
 //  * every other dtype / shape (f32, f64: the GPU oracles; bf16 with other head dims): one thread per
 //    output element, plain loops in the compute type (fp32 for f32 / bf16, fp64 for f64).
+// The exp form (power kLinAttnPowerExp, 2Mamba-E) is softmax attention with the additive decay
+// acs_i - acs_j: den holds each row's log-sum-exp, the forward keeps a running row max (the tensor
+// cores: online softmax; the simple kernel: a first pass for the max), and the backward's row
+// statistics are the log-sum-exp and Delta_i, from which both gradient kernels recompute
+// P_ij = exp(z_ij - lse_i); G_ij = P_ij (dO_i.v_j - Delta_i) is then du_ij and the decay gradient.
 // q, k, v (inputs) and dq, dk, dv (outputs) may be strided views, as linattn_qkv passes them (core/ops.h:
 // three views of one packed (B, T, 3, H, D) projection and of its gradient). The tensor-core kernels
 // read and write such views in place through their token strides; every other case is staged through
@@ -58,6 +63,17 @@ __device__ __forceinline__ SimpleW<T, C> simple_w(const Geo& g, const T* q, cons
   return r;
 }
 
+// The exp form's logit z_ij = s q_i.k_j + acs_i - acs_j.
+template <typename T, typename C>
+__device__ __forceinline__ C simple_z(const Geo& g, const T* q, const T* k, const C* acs, int64_t b, int64_t h,
+                                      int64_t i, int64_t j, C scale) {
+  const T* qi = q + ((b * g.T + i) * g.H + h) * g.D;
+  const T* kj = k + ((b * g.T + j) * g.H + h) * g.D;
+  C dot = C(0);
+  for (int64_t d = 0; d < g.D; ++d) dot += to_compute(qi[d]) * to_compute(kj[d]);
+  return scale * dot + (acs ? acs[(b * g.T + i) * g.H + h] - acs[(b * g.T + j) * g.H + h] : C(0));
+}
+
 // One thread per (b, h, i, e), e < Dv: y_i[e]; e == 0 also writes den_i.
 template <typename T>
 __global__ void simple_fwd_kernel(Geo g, const T* q, const T* k, const T* v, const compute_t<T>* acs,
@@ -67,6 +83,19 @@ __global__ void simple_fwd_kernel(Geo g, const T* q, const T* k, const T* v, con
   for (int64_t idx = grid_index(); idx < n; idx += grid_stride()) {
     const int64_t e = idx % g.Dv, i = (idx / g.Dv) % g.T, bh = idx / (g.Dv * g.T);
     const int64_t b = bh / g.H, h = bh % g.H;
+    if (power == tc::kPowerExp) {
+      C m = simple_z<T, C>(g, q, k, acs, b, h, i, 0, scale);
+      for (int64_t j = 1; j <= i; ++j) m = fmax(m, simple_z<T, C>(g, q, k, acs, b, h, i, j, scale));
+      C num = C(0), total = C(0);
+      for (int64_t j = 0; j <= i; ++j) {
+        const C w = m_exp(simple_z<T, C>(g, q, k, acs, b, h, i, j, scale) - m);
+        total += w;
+        num += w * to_compute(v[((b * g.T + j) * g.H + h) * g.Dv + e]);
+      }
+      y[((b * g.T + i) * g.H + h) * g.Dv + e] = from_compute<T>(num / total);
+      if (e == 0) den[bh * g.T + i] = m + m_log(total);
+      continue;
+    }
     C num = C(0), total = C(0);
     for (int64_t j = 0; j <= i; ++j) {
       const auto w = simple_w<T, C>(g, q, k, acs, b, h, i, j, scale, power);
@@ -81,9 +110,11 @@ __global__ void simple_fwd_kernel(Geo g, const T* q, const T* k, const T* v, con
 
 // Per query row: rc_i = 1 / c_i and dl_i = Delta_i where the clamp passes a gradient (0 elsewhere);
 // rows past T (the tensor-core tiles' padding) get 0, so everything they touch vanishes.
+// The exp form: rc_i = lse_i lse_mul (log2 e for the tensor cores' base-2 exponentials) and Delta_i.
 template <typename T>
 __global__ void row_stats_kernel(Geo g, int64_t Tpad, const T* dO, const T* y, const compute_t<T>* den,
-                                 compute_t<T>* rc, compute_t<T>* dl, bool sm_norm) {
+                                 compute_t<T>* rc, compute_t<T>* dl, bool sm_norm, bool expo,
+                                 compute_t<T> lse_mul) {
   using C = compute_t<T>;
   const int64_t n = g.B * g.H * Tpad;
   for (int64_t idx = grid_index(); idx < n; idx += grid_stride()) {
@@ -94,6 +125,15 @@ __global__ void row_stats_kernel(Geo g, int64_t Tpad, const T* dO, const T* y, c
       continue;
     }
     const C total = den[bh * g.T + i];
+    if (expo) {
+      const T* dOi = dO + ((b * g.T + i) * g.H + h) * g.Dv;
+      const T* yi = y + ((b * g.T + i) * g.H + h) * g.Dv;
+      C delta = C(0);
+      for (int64_t e = 0; e < g.Dv; ++e) delta += to_compute(dOi[e]) * to_compute(yi[e]);
+      rc[idx] = total * lse_mul;
+      dl[idx] = delta;
+      continue;
+    }
     if (!sm_norm) {
       rc[idx] = C(1);
       dl[idx] = C(0);
@@ -125,6 +165,20 @@ __global__ void simple_dq_kernel(Geo g, const T* dO, const T* q, const T* k, con
     const C r = rc[bh * g.T + i], delta = dl[bh * g.T + i];
     const T* dOi = dO + ((b * g.T + i) * g.H + h) * g.Dv;
     C acc = C(0), gsum = C(0);
+    if (power == tc::kPowerExp) {  // r holds lse_i
+      for (int64_t j = 0; j <= i; ++j) {
+        const C pij = m_exp(simple_z<T, C>(g, q, k, acs, b, h, i, j, scale) - r);
+        const T* vj = v + ((b * g.T + j) * g.H + h) * g.Dv;
+        C dp = C(0);
+        for (int64_t e = 0; e < g.Dv; ++e) dp += to_compute(dOi[e]) * to_compute(vj[e]);
+        const C gij = pij * (dp - delta);
+        gsum += gij;
+        acc += gij * to_compute(k[((b * g.T + j) * g.H + h) * g.D + d]);
+      }
+      dq[((b * g.T + i) * g.H + h) * g.D + d] = from_compute<T>(scale * acc);
+      if (d == 0 && dacs) dacs[(b * g.T + i) * g.H + h] = gsum;
+      continue;
+    }
     for (int64_t j = 0; j <= i; ++j) {
       const auto w = simple_w<T, C>(g, q, k, acs, b, h, i, j, scale, power);
       const T* vj = v + ((b * g.T + j) * g.H + h) * g.Dv;
@@ -154,17 +208,30 @@ __global__ void simple_dkdv_kernel(Geo g, const T* dO, const T* q, const T* k, c
     const int64_t b = bh / g.H, h = bh % g.H;
     const T* vj = v + ((b * g.T + j) * g.H + h) * g.Dv;
     C ak = C(0), av = C(0), gsum = C(0);
-    for (int64_t i = j; i < g.T; ++i) {
-      const auto w = simple_w<T, C>(g, q, k, acs, b, h, i, j, scale, power);
-      const T* dOi = dO + ((b * g.T + i) * g.H + h) * g.Dv;
-      C dp = C(0);
-      for (int64_t c = 0; c < g.Dv; ++c) dp += to_compute(dOi[c]) * to_compute(vj[c]);
-      const C r = rc[bh * g.T + i];
-      const C dw = (dp - dl[bh * g.T + i]) * r;
-      gsum += w.w * dw;
-      const C du = (power == 2 ? C(2) * w.u : C(1)) * w.L * dw;
-      if (e < g.D) ak += du * to_compute(q[((b * g.T + i) * g.H + h) * g.D + e]);
-      if (e < g.Dv) av += w.w * r * to_compute(dOi[e]);
+    if (power == tc::kPowerExp) {
+      for (int64_t i = j; i < g.T; ++i) {  // rc holds lse_i
+        const C pij = m_exp(simple_z<T, C>(g, q, k, acs, b, h, i, j, scale) - rc[bh * g.T + i]);
+        const T* dOi = dO + ((b * g.T + i) * g.H + h) * g.Dv;
+        C dp = C(0);
+        for (int64_t c = 0; c < g.Dv; ++c) dp += to_compute(dOi[c]) * to_compute(vj[c]);
+        const C gij = pij * (dp - dl[bh * g.T + i]);
+        gsum += gij;
+        if (e < g.D) ak += gij * to_compute(q[((b * g.T + i) * g.H + h) * g.D + e]);
+        if (e < g.Dv) av += pij * to_compute(dOi[e]);
+      }
+    } else {
+      for (int64_t i = j; i < g.T; ++i) {
+        const auto w = simple_w<T, C>(g, q, k, acs, b, h, i, j, scale, power);
+        const T* dOi = dO + ((b * g.T + i) * g.H + h) * g.Dv;
+        C dp = C(0);
+        for (int64_t c = 0; c < g.Dv; ++c) dp += to_compute(dOi[c]) * to_compute(vj[c]);
+        const C r = rc[bh * g.T + i];
+        const C dw = (dp - dl[bh * g.T + i]) * r;
+        gsum += w.w * dw;
+        const C du = (power == 2 ? C(2) * w.u : C(1)) * w.L * dw;
+        if (e < g.D) ak += du * to_compute(q[((b * g.T + i) * g.H + h) * g.D + e]);
+        if (e < g.Dv) av += w.w * r * to_compute(dOi[e]);
+      }
     }
     if (e < g.D) dk[((b * g.T + j) * g.H + h) * g.D + e] = from_compute<T>(scale * ak);
     if (e < g.Dv) dv[((b * g.T + j) * g.H + h) * g.Dv + e] = from_compute<T>(av);
@@ -214,7 +281,7 @@ void linattn_fwd(const KernelArgs& a) {
   const Geo g = geo_of(a.in[0], a.in[2]);
   LaunchContext ctx(a.in[0]);
   const int power = int(a.attrs.power);
-  COIL_INTERNAL_ASSERT(power == 1 || power == 2, "linattn: power ", power);
+  COIL_INTERNAL_ASSERT(power == 1 || power == 2 || power == tc::kPowerExp, "linattn: power ", power);
   using C = compute_t<T>;
   if (g.B * g.H * g.T == 0) return;
   if constexpr (std::is_same_v<T, bf16_t>) {
@@ -265,8 +332,9 @@ void linattn_bwd(const KernelArgs& a) {
   const int64_t Tpad = tc_path ? tc::padded_length(g.T) : g.T;
   Tensor rc = Tensor::empty({g.B * g.H * Tpad}, dtype_of<C>(), a.in[1].device());
   Tensor dl = Tensor::empty({g.B * g.H * Tpad}, dtype_of<C>(), a.in[1].device());
+  const bool expo = power == tc::kPowerExp;
   row_stats_kernel<T><<<grid_for(g.B * g.H * Tpad), kThreads, 0, ctx.stream>>>(
-      g, Tpad, dO, y, den, rc.data<C>(), dl.data<C>(), a.attrs.sm_norm);
+      g, Tpad, dO, y, den, rc.data<C>(), dl.data<C>(), a.attrs.sm_norm, expo, C(tc_path ? tc::kLog2e : 1.0f));
   COIL_CUDA_CHECK_LAUNCH("linattn row_stats_kernel");
   if constexpr (std::is_same_v<T, bf16_t>) {
     if (tc_path) {

@@ -10,6 +10,12 @@
 // which is also the A-operand layout of the next GEMM, so the weights never leave registers. The next
 // tile's loads (cp.async) overlap the current tile's math (two buffers). The decay enters as
 // 2^(a2_i - a2_j) with a2 = acs log2 e laid out (B, H, Tpad) by acs_prep_kernel, s^power folded in.
+//
+// The exp form (template power P = kPowerExp, 2Mamba-E) works in base 2 throughout: the logit is
+// x_ij = acc (s log2 e) + a2_i - a2_j (sp = s log2 e). The forward keeps FlashAttention's running row
+// max m_i (the numerator and the bf16-rounded row sum are rescaled by 2^(m_old - m_new) when it grows)
+// and stores den_i = (m_i + log2 l_i) ln 2, the natural log-sum-exp; the backward's row statistic rc_i
+// is that log-sum-exp times log2 e (lse2) and both gradient kernels recompute P_ij = 2^(x_ij - lse2_i).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -26,14 +32,16 @@ inline constexpr int kDim = 64;   // head dim (D and Dv) of the tensor-core path
 inline constexpr int kTile = 64;  // tokens per tile (queries and keys)
 inline constexpr int kThreadsTc = 128;
 inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
 inline constexpr float kEpsF = 1e-8f;  // the denominator clamp (core/ops.h kLinAttnDenominatorEps)
+inline constexpr int kPowerExp = 0;    // core/ops.h kLinAttnPowerExp: softmax weights (2Mamba-E)
 
 struct Problem {
   int64_t B, T, H;
   double scale;  // s > 0 on this path (its power is folded into the decay's exponent)
   int power;
   bool sm_norm;
-  float sp = 1.0f, log2_sp = 0.0f;  // s^power and its log2 (set by the launchers)
+  float sp = 1.0f, log2_sp = 0.0f;  // s^power and its log2 (exp form: s log2 e and 0; set by the launchers)
   // Elements between consecutive tokens of q, k, v (ld_in) and of dq, dk, dv (ld_grad); 0 means
   // dense (B, T, H, 64), H * 64. The mixers pass views of one packed (B, T, 3, H, 64) projection
   // (3 H 64), so neither the split into q, k, v nor the merge of their gradients costs a copy.
@@ -163,6 +171,10 @@ __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 2);
   return x;
 }
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
 
 // The thread's 16 columns (nt * 8 + 2 (lane % 4) + {0, 1}) of a 64-float row in shared memory.
 __device__ __forceinline__ void load_cols(float (&c)[16], const float* sm, int lane) {
@@ -282,6 +294,48 @@ __device__ __forceinline__ void fwd_weights(float (&s)[2][8][4], const float (&a
     }
 }
 
+// The exp form's online softmax on one score tile: s <- 2^(x - m_i), x = acc sp + a2_i - a2_j (-inf
+// where masked), m_i the running row max (mrow), with o and the row sums dn rescaled by 2^(m_old - m_i)
+// first. Every row sees key 0 in its first tile, so m_i is finite from then on.
+__device__ __forceinline__ void fwd_exp_weights(float (&s)[2][8][4], const float (&aj)[16], const float (&ai)[2][2],
+                                                bool decay, float sp, bool mask, int row0, int key0, int lane,
+                                                float (&mrow)[2][2], float (&o)[2][8][4], float (&dn)[2][4]) {
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = 2 * nt + (e & 1);
+        float x = decay ? fmaf(s[m][nt][e], sp, ai[m][e >> 1] - aj[c]) : s[m][nt][e] * sp;
+        if (mask && key0 + nt * 8 + 2 * (lane & 3) + (e & 1) > row0 + m * 16 + (lane >> 2) + ((e >> 1) << 3))
+          x = -INFINITY;
+        s[m][nt][e] = x;
+        mt[e >> 1] = fmaxf(mt[e >> 1], x);
+      }
+    float base[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float mnew = fmaxf(mrow[m][r], quad_max(mt[r]));
+      base[r] = mnew == -INFINITY ? 0.0f : mnew;
+      const float corr = ex2(mrow[m][r] - base[r]);  // 0 before the first key
+      mrow[m][r] = mnew;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt) {
+        o[m][nt][2 * r] *= corr;
+        o[m][nt][2 * r + 1] *= corr;
+      }
+      dn[m][2 * r] *= corr;
+      dn[m][2 * r + 1] *= corr;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[m][nt][e] = ex2(s[m][nt][e] - base[e >> 1]);
+  }
+}
+
 // CTA: 128 queries of one (b, h), 32 per warp; walks the 64-key tiles up to its last query (keys
 // past a warp's rows are masked; a warp whose rows all precede a key tile skips it).
 template <int P>
@@ -320,6 +374,7 @@ __global__ void __launch_bounds__(kThreadsTc) fwd_kernel(Problem p, const bf16* 
       }
   float o[2][8][4] = {};
   float dn[2][4] = {};
+  float mrow[2][2] = {{-INFINITY, -INFINITY}, {-INFINITY, -INFINITY}};  // the exp form's running max
   uint32_t qf[2][4][4];
 
   for (int kt = 0; kt < nk; ++kt) {
@@ -341,7 +396,10 @@ __global__ void __launch_bounds__(kThreadsTc) fwd_kernel(Problem p, const bf16* 
       float s[2][8][4];
       gemm_abt_m<2, 8>(s, qf, sK + cur * kTile * kDim, 0, lane);
       const bool mask = key0 + kTile - 1 > q0 + row0;
-      fwd_weights<P>(s, aj, ai, decay, p.sp, mask, int(q0 - key0) + row0, 0, lane);
+      if constexpr (P == kPowerExp)
+        fwd_exp_weights(s, aj, ai, decay, p.sp, mask, int(q0 - key0) + row0, 0, lane, mrow, o, dn);
+      else
+        fwd_weights<P>(s, aj, ai, decay, p.sp, mask, int(q0 - key0) + row0, 0, lane);
       gemm_wx_m<2, 4>(o, s, sV + cur * kTile * kDim, 0, lane, &dn);
     }
     __syncthreads();  // the next iteration's loads overwrite this buffer
@@ -352,13 +410,13 @@ __global__ void __launch_bounds__(kThreadsTc) fwd_kernel(Problem p, const bf16* 
       const float total = dn[m][2 * r];
       const int64_t t = q0 + row0 + m * 16 + (lane >> 2) + 8 * r;
       if (t >= p.T) continue;
-      const float inv = p.sm_norm ? 1.0f / fmaxf(total, kEpsF) : 1.0f;
+      const float inv = P == kPowerExp ? 1.0f / total : p.sm_norm ? 1.0f / fmaxf(total, kEpsF) : 1.0f;
       bf16* yr = y + ((b * p.T + t) * p.H + h) * kDim + 2 * (lane & 3);
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
         *reinterpret_cast<__nv_bfloat162*>(yr + nt * 8) =
             __floats2bfloat162_rn(o[m][nt][2 * r] * inv, o[m][nt][2 * r + 1] * inv);
-      if ((lane & 3) == 0) den[bh * p.T + t] = total;
+      if ((lane & 3) == 0) den[bh * p.T + t] = P == kPowerExp ? (mrow[m][r] + log2f(total)) * kLn2 : total;
     }
 }
 
@@ -375,17 +433,31 @@ template <int P, bool MASK>
 __device__ __forceinline__ void dq_weights(float (&s)[8][4], const float (&dp)[8][4], const float (&aj)[16],
                                            const float (&ai)[2], const float (&rci)[2], const float (&dli)[2],
                                            float (&gsum)[2], bool decay, float sp, int r0, int lane) {
+  if constexpr (P == kPowerExp) {  // ai = a2_i - lse2_i: s <- G = P (dp - Delta)
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
+    for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int c = 2 * nt + (e & 1), r = e >> 1;
-      const float lw = decay ? ex2(ai[r] - aj[c]) : sp;
-      const float acc = s[nt][e];
-      float du = (P == 2 ? acc * lw : lw) * ((dp[nt][e] - dli[r]) * rci[r]);
-      if (MASK && nt * 8 + 2 * (lane & 3) + (e & 1) > r0 + (r << 3)) du = 0.0f;
-      gsum[r] += du * acc;
-      s[nt][e] = du;
+      for (int e = 0; e < 4; ++e) {
+        const int c = 2 * nt + (e & 1), r = e >> 1;
+        const float x = fmaf(s[nt][e], sp, decay ? ai[r] - aj[c] : ai[r]);
+        float g = ex2(x) * (dp[nt][e] - dli[r]);
+        if (MASK && nt * 8 + 2 * (lane & 3) + (e & 1) > r0 + (r << 3)) g = 0.0f;
+        gsum[r] += g;
+        s[nt][e] = g;
+      }
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int c = 2 * nt + (e & 1), r = e >> 1;
+        const float lw = decay ? ex2(ai[r] - aj[c]) : sp;
+        const float acc = s[nt][e];
+        float du = (P == 2 ? acc * lw : lw) * ((dp[nt][e] - dli[r]) * rci[r]);
+        if (MASK && nt * 8 + 2 * (lane & 3) + (e & 1) > r0 + (r << 3)) du = 0.0f;
+        gsum[r] += du * acc;
+        s[nt][e] = du;
+      }
     }
   }
 }
@@ -427,6 +499,7 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
     if (decay) ai[r] = a2[bh * Tpad + t] + p.log2_sp;
     rci[r] = rc[bh * Tpad + t];
     dli[r] = dl[bh * Tpad + t];
+    if (P == kPowerExp) ai[r] -= rci[r];  // rc holds lse2_i
   }
   float acc[8][4] = {};
   float gsum[2] = {0.0f, 0.0f};
@@ -459,6 +532,7 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
     __syncthreads();
   }
 
+  const float gmul = P == kPowerExp ? float(p.scale) : float(P);  // dq = s sum G k (exp form)
   for (int r = 0; r < 2; ++r) {
     const float g = quad_sum(gsum[r]);
     const int64_t t = q0 + r0 + 8 * r;
@@ -467,7 +541,7 @@ __global__ void __launch_bounds__(kThreadsTc, 3) dq_kernel(Problem p, const bf16
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
       *reinterpret_cast<__nv_bfloat162*>(dr + nt * 8) =
-          __floats2bfloat162_rn(acc[nt][2 * r] * float(P), acc[nt][2 * r + 1] * float(P));
+          __floats2bfloat162_rn(acc[nt][2 * r] * gmul, acc[nt][2 * r + 1] * gmul);
     if (dacs && (lane & 3) == 0) dacs[(b * p.T + t) * p.H + h] = g;
   }
 }
@@ -493,6 +567,18 @@ __device__ __forceinline__ void dkdv_weights(float (&st)[8][4], float (&dpt)[8][
     for (int e = 0; e < 4; ++e) {
       const int r = e >> 1;
       const float ai = (e & 1) ? ai2.y : ai2.x, rc = (e & 1) ? rc2.y : rc2.x, dl = (e & 1) ? dl2.y : dl2.x;
+      if constexpr (P == kPowerExp) {  // rc holds lse2_i: st <- P, dpt <- G = P (dp - Delta)
+        float pe = ex2(fmaf(st[nt][e], sp, (decay ? ai - aj[r] : 0.0f) - rc));
+        float g = pe * (dpt[nt][e] - dl);
+        if (MASK) {
+          const int col = col0 + (e & 1);
+          if ((diag && col < r0 + (r << 3)) || col >= qlim) g = pe = 0.0f;
+        }
+        gsum[r] += g;
+        st[nt][e] = pe;
+        dpt[nt][e] = g;
+        continue;
+      }
       const float lw = decay ? ex2(ai - aj[r]) : sp;
       const float acc = st[nt][e];
       const float t = P == 2 ? acc * lw : lw;
@@ -583,6 +669,7 @@ __global__ void __launch_bounds__(kThreadsTc) dkdv_kernel(Problem p, const bf16*
     __syncthreads();
   }
 
+  const float gmul = P == kPowerExp ? float(p.scale) : float(P);  // dk = s sum G q (exp form)
   for (int r = 0; r < 2; ++r) {
     const float g = quad_sum(gsum[r]);
     const int64_t t = k0 + r0 + 8 * r;
@@ -592,7 +679,7 @@ __global__ void __launch_bounds__(kThreadsTc) dkdv_kernel(Problem p, const bf16*
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
       *reinterpret_cast<__nv_bfloat162*>(kr + nt * 8) =
-          __floats2bfloat162_rn(adk[nt][2 * r] * float(P), adk[nt][2 * r + 1] * float(P));
+          __floats2bfloat162_rn(adk[nt][2 * r] * gmul, adk[nt][2 * r + 1] * gmul);
       *reinterpret_cast<__nv_bfloat162*>(vr + nt * 8) = __floats2bfloat162_rn(adv[nt][2 * r], adv[nt][2 * r + 1]);
     }
     if (dacs && (lane & 3) == 0) dacs[(b * p.T + t) * p.H + h] -= g;
@@ -631,6 +718,11 @@ inline dim3 grid_of(const Problem& p) { return dim3(unsigned(padded_length(p.T) 
 inline Problem with_powers(Problem p) {
   if (p.ld_in == 0) p.ld_in = p.H * kDim;
   if (p.ld_grad == 0) p.ld_grad = p.H * kDim;
+  if (p.power == kPowerExp) {
+    p.sp = float(p.scale * double(kLog2e));
+    p.log2_sp = 0.0f;
+    return p;
+  }
   p.sp = float(p.power == 2 ? p.scale * p.scale : p.scale);
   p.log2_sp = float(std::log2(p.power == 2 ? p.scale * p.scale : p.scale));
   return p;
@@ -658,6 +750,7 @@ void forward_p(const Problem& p, const bf16* q, const bf16* k, const bf16* v, co
 inline void forward(const Problem& p, const bf16* q, const bf16* k, const bf16* v, const float* a2, bf16* y,
                     float* den, cudaStream_t stream) {
   if (p.power == 2) forward_p<2>(p, q, k, v, a2, y, den, stream);
+  else if (p.power == kPowerExp) forward_p<kPowerExp>(p, q, k, v, a2, y, den, stream);
   else forward_p<1>(p, q, k, v, a2, y, den, stream);
 }
 
@@ -674,11 +767,13 @@ void backward_p(const Problem& p, const bf16* dO, const bf16* q, const bf16* k, 
   COIL_CUDA_CHECK_LAUNCH("linattn dkdv_kernel");
 }
 
-// rc, dl: (B, H, padded_length(T)) row statistics, zero past T; a2 as for forward.
+// rc, dl: (B, H, padded_length(T)) row statistics, zero past T (exp form: rc = lse log2 e, dl = Delta);
+// a2 as for forward.
 inline void backward(const Problem& p, const bf16* dO, const bf16* q, const bf16* k, const bf16* v,
                      const float* a2, const float* rc, const float* dl, bf16* dq, bf16* dk, bf16* dv,
                      float* dacs, cudaStream_t stream) {
   if (p.power == 2) backward_p<2>(p, dO, q, k, v, a2, rc, dl, dq, dk, dv, dacs, stream);
+  else if (p.power == kPowerExp) backward_p<kPowerExp>(p, dO, q, k, v, a2, rc, dl, dq, dk, dv, dacs, stream);
   else backward_p<1>(p, dO, q, k, v, a2, rc, dl, dq, dk, dv, dacs, stream);
 }
 

@@ -5,11 +5,17 @@
 // (power 1, output_norm, decay), the "Linear" baseline (power 1, sm_norm on positive features, no
 // decay), power 2 with output_norm, a clamped denominator (power 1 scores all negative: the clamp's
 // branch and the non-zero query side of dacs), Dv != D and T = 1; and linattn_qkv, the same op on
-// strided views of one packed projection.
+// strided views of one packed projection. The exp form (power kLinAttnPowerExp, 2Mamba-E: softmax of
+// u_ij + acs_i - acs_j, den = the row log-sum-exp) runs with and without decay, on split and packed
+// inputs; a test below checks it against layers/prefix_attention, the composed softmax with decay.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 
 #include "core/ops.h"
+#include "core/random.h"
+#include "layers/prefix_attention.h"
 #include "tests/core/op_harness.h"
 
 namespace coil::harness {
@@ -19,7 +25,7 @@ using Outs = std::vector<Tensor>;
 using HOuts = std::vector<HostTensor>;
 
 struct Cfg {
-  int64_t power = 2;
+  int64_t power = 2;  // 1, 2 or kLinAttnPowerExp
   bool sm_norm = true;
   bool decay = true;
   double scale = 0.5;
@@ -35,19 +41,32 @@ HOuts reference(const HOuts& x, const Cfg& cfg) {
       for (int64_t i = 0; i < T; ++i) {
         std::vector<double> num(size_t(Dv), 0.0);
         double total = 0.0;
+        // The exp form: logits z_ij, their max m (every weight exp(z_ij - m)), den = m + log sum.
+        std::vector<double> z(size_t(i + 1));
+        double m = -INFINITY;
+        for (int64_t j = 0; j <= i && cfg.power == kLinAttnPowerExp; ++j) {
+          double u = 0.0;
+          for (int64_t d = 0; d < D; ++d)
+            u += x[0][((b * T + i) * H + h) * D + d] * x[1][((b * T + j) * H + h) * D + d];
+          z[size_t(j)] = cfg.scale * u;
+          if (cfg.decay) z[size_t(j)] += x[3][(b * T + i) * H + h] - x[3][(b * T + j) * H + h];
+          m = std::max(m, z[size_t(j)]);
+        }
         for (int64_t j = 0; j <= i; ++j) {
           double u = 0.0;
           for (int64_t d = 0; d < D; ++d)
             u += x[0][((b * T + i) * H + h) * D + d] * x[1][((b * T + j) * H + h) * D + d];
           u *= cfg.scale;
           double w = cfg.power == 2 ? u * u : u;
-          if (cfg.decay) w *= std::exp(x[3][(b * T + i) * H + h] - x[3][(b * T + j) * H + h]);
+          if (cfg.power == kLinAttnPowerExp) w = std::exp(z[size_t(j)] - m);
+          else if (cfg.decay) w *= std::exp(x[3][(b * T + i) * H + h] - x[3][(b * T + j) * H + h]);
           total += w;
           for (int64_t d = 0; d < Dv; ++d) num[size_t(d)] += w * x[2][((b * T + j) * H + h) * Dv + d];
         }
-        const double c = cfg.sm_norm ? std::max(total, 1e-8) : 1.0;
+        const bool expo = cfg.power == kLinAttnPowerExp;
+        const double c = expo ? total : cfg.sm_norm ? std::max(total, 1e-8) : 1.0;
         for (int64_t d = 0; d < Dv; ++d) y[((b * T + i) * H + h) * Dv + d] = num[size_t(d)] / c;
-        den[(b * H + h) * T + i] = total;
+        den[(b * H + h) * T + i] = expo ? m + std::log(total) : total;
       }
   return HOuts{y, den};
 }
@@ -119,6 +138,72 @@ void add_linattn_cases(std::vector<OpCase>& cases) {
                                uniform({1, 5, 2, 3}, 0.2, 1.0), uniform({1, 5, 2, 3}, -1.0, -0.2)));
   cases.push_back(linattn_qkv_case("linattn_qkv_2mamba", s, {2, true, true, 0.5}));
   cases.push_back(linattn_qkv_case("linattn_qkv_p1_no_decay", {1, 6, 3, 2}, {1, false, false, 0.5}));
+  // 2Mamba-E. Scale 1.5 on N(0, 1) draws gives peaked rows (weights far from uniform); the decay draws
+  // (N(0, 0.5), not monotone) give both signs of acs_i - acs_j.
+  cases.push_back(linattn_case("linattn_exp_decay", s, 3, {kLinAttnPowerExp, true, true, 1.5}, normal(s), normal(s)));
+  cases.push_back(linattn_case("linattn_exp_no_decay", {1, 6, 2, 5}, 4, {kLinAttnPowerExp, true, false, 0.8},
+                               normal({1, 6, 2, 5}), normal({1, 6, 2, 5})));
+  cases.push_back(linattn_case("linattn_exp_t1", {2, 1, 3, 4}, 4, {kLinAttnPowerExp, true, true, 0.7},
+                               normal({2, 1, 3, 4}), normal({2, 1, 3, 4})));
+  cases.push_back(linattn_qkv_case("linattn_qkv_exp", s, {kLinAttnPowerExp, true, true, 0.9}));
 }
+
+namespace {
+
+// The exp form of the fused op is layers/prefix_attention's causal softmax with the additive decay
+// (queries at the keys' own positions), in fp64 to rounding: y, the log-sum-exp and every gradient.
+TEST(LinAttnExp, MatchesPrefixAttentionF64) {
+  Generator gen(41);
+  for (const bool decay : {true, false}) {
+    const int64_t B = 2, T = 37, H = 3, D = 8;
+    const double s = 1.0 / std::sqrt(double(D));
+    Tensor q = Tensor::randn({B, T, H, D}, gen, DType::F64).set_requires_grad(true);
+    Tensor k = Tensor::randn({B, T, H, D}, gen, DType::F64).set_requires_grad(true);
+    Tensor v = Tensor::randn({B, T, H, D}, gen, DType::F64).set_requires_grad(true);
+    // A cumulative log decay as the layers make it (a_t in [-0.5, 0]).
+    Tensor acs = decay ? cumsum(scale(Tensor::uniform({B, T, H}, gen, 0.0, 1.0, DType::F64), -0.5), 1)
+                             .detach()
+                             .set_requires_grad(true)
+                       : Tensor();
+    Tensor dy = Tensor::randn({B, T, H, D}, gen, DType::F64);
+    Tensor den, lse;
+    Tensor y1 = linattn(q, k, v, acs, kLinAttnPowerExp, true, s, &den);
+    Tensor y2 = prefix_attention(q, k, v, s, acs, acs, &lse);
+    auto grads = [&](const Tensor& y) {
+      for (const Tensor* t : {&q, &k, &v, &acs})
+        if (t->defined()) t->zero_grad();
+      sum(y * dy).backward();
+      std::vector<std::vector<double>> g;
+      for (const Tensor* t : {&q, &k, &v, &acs})
+        if (t->defined()) g.push_back(t->grad().to_vector());
+      return g;
+    };
+    auto max_diff = [](const std::vector<double>& a, const std::vector<double>& b) {
+      EXPECT_EQ(a.size(), b.size());
+      double m = 0.0;
+      for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+      return m;
+    };
+    EXPECT_LE(max_diff(y1.to_vector(), y2.to_vector()), 1e-12) << "decay " << decay;
+    // den (B, H, T) against lse (B, T, H).
+    EXPECT_LE(max_diff(den.to_vector(), lse.permute({0, 2, 1}).contiguous().to_vector()), 1e-12);
+    const auto g1 = grads(y1), g2 = grads(y2);
+    const char* names[] = {"dq", "dk", "dv", "dacs"};
+    for (size_t i = 0; i < g1.size(); ++i)
+      EXPECT_LE(max_diff(g1[i], g2[i]), 1e-12) << names[i] << " decay " << decay;
+  }
+}
+
+TEST(LinAttnExp, RejectsOutputNorm) {
+  Tensor q = Tensor::zeros({1, 2, 1, 4}, DType::F64);
+  try {
+    linattn(q, q, q, Tensor(), kLinAttnPowerExp, false, 0.5);
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("sm_norm"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
 
 }  // namespace coil::harness
