@@ -1,9 +1,10 @@
 // The math of the linear-attention family (spec/models.md sections 2, 5, 6, 7) on q, k (B, T, H, D),
 // v (B, T, H, Dv) and an optional per-head log decay a (B, T, H) (a <= 0; undefined = no A-mask), in
 // three forms that agree to rounding: the masked quadratic reference, the chunked linear-time form
-// with state passing, and the one-token recurrent step. The quadratic form is the fused op linattn
-// (core/ops.h, CPU and CUDA kernels); the others are composed of core autograd ops, so the forms check
-// each other independently.
+// with state passing, and the one-token recurrent step. The quadratic form is the fused op linattn and
+// the chunked form the fused op linattn_chunked_op (core/ops.h, CPU and CUDA kernels); the step is
+// composed of core autograd ops, and so is linattn_detail::linattn_chunked_composed (the chunked
+// form's reference), so the forms check each other independently.
 //
 // Choices shared by every form (so they agree exactly, not just in the limit):
 //   * s enters once: k <- s k on entry (k_scaled), so u_ij = q_i . k_scaled_j and the state holds the
@@ -89,6 +90,11 @@ Tensor clamp_denominator(const Tensor& den);
 Tensor causal_additive_mask(int64_t n, const Tensor& like);
 // (n, n) multiplicative mask: 1 where j <= i, else 0.
 Tensor causal_unit_mask(int64_t n, const Tensor& like);
+// linattn_chunked composed of autograd ops with a host loop over chunks (the reference of the fused
+// op; tests only): the same contract as linattn_chunked.
+Tensor linattn_chunked_composed(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
+                                const LinAttnOptions& opt, int64_t chunk, const LinAttnState* in,
+                                LinAttnState* out);
 }  // namespace linattn_detail
 
 }  // namespace coil

@@ -4,6 +4,9 @@
 //   den_i = sum_{j in c, j<=i} w_ij e^{b_i-b_j}     + e^{b_i} q^_i.z_{c-1}
 //   S_c = e^{B_c} S_{c-1} + sum_j e^{B_c-b_j} k^_j v_j^T,  z_c likewise with k^_j
 // w_ij = u_ij or u_ij^2 with u = q.(s k); q^ = phi(q), k^ = phi(s k). Every exponent is <= 0.
+// linattn_chunked runs the fused op core/ops.h linattn_chunked_op (one CPU / CUDA kernel pair, not a
+// host loop of small ops); linattn_chunked_composed keeps the same algorithm composed of autograd ops,
+// the independent reference the tests compare the op with.
 #include <algorithm>
 
 #include "core/ops.h"
@@ -16,6 +19,27 @@ using namespace linattn_detail;
 Tensor linattn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
                        const LinAttnOptions& opt, int64_t chunk, const LinAttnState* in,
                        LinAttnState* out) {
+  check_inputs("linattn_chunked", q, k, v, a);
+  COIL_CHECK(chunk > 0, "linattn_chunked: chunk size must be positive, got ", chunk);
+  if (in) check_state("linattn_chunked", *in, q, v, opt);
+  // An empty sequence passes the incoming state through (the composed form handles it).
+  if (q.size(1) == 0) return linattn_chunked_composed(q, k, v, a, opt, chunk, in, out);
+  const bool has_in = in && in->S.defined();
+  Tensor S, z;
+  Tensor y = linattn_chunked_op(q, k, v, a, has_in ? in->S : Tensor(), has_in && opt.sm_norm ? in->z : Tensor(),
+                                opt.power == LinPower::Two ? 2 : 1, opt.sm_norm, opt.scale, chunk, &S, &z);
+  if (out) {
+    out->S = S;
+    out->z = opt.sm_norm ? z : Tensor();
+  }
+  return y;
+}
+
+namespace linattn_detail {
+
+Tensor linattn_chunked_composed(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a,
+                                const LinAttnOptions& opt, int64_t chunk, const LinAttnState* in,
+                                LinAttnState* out) {
   check_inputs("linattn_chunked", q, k, v, a);
   COIL_CHECK(chunk > 0, "linattn_chunked: chunk size must be positive, got ", chunk);
   if (in) check_state("linattn_chunked", *in, q, v, opt);
@@ -82,5 +106,7 @@ Tensor linattn_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const 
   Tensor y = ys.empty() ? vh : (ys.size() == 1 ? ys[0] : concat(ys, 2));  // (B, H, T, Dv)
   return y.permute({0, 2, 1, 3});                                      // (B, T, H, Dv)
 }
+
+}  // namespace linattn_detail
 
 }  // namespace coil

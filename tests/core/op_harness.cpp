@@ -105,8 +105,12 @@ const std::vector<OpCase>& op_cases() {
     add_linalg_cases(v);
     add_model_cases(v);
     add_linattn_cases(v);
+    add_linattn_chunked_cases(v);
     add_scan_cases(v);
+    add_ssd_cases(v);
     add_optimizer_cases(v);
+    add_decode_cases(v);
+    add_multi_tensor_cases(v);
     return v;
   }();
   return cases;
