@@ -63,9 +63,6 @@
   X(Attention, "attention", F)   /* in: q, k, v (B, T, H, D) -> out: o (B, T, H, D), lse (B, H, T)  */ \
                                  /* causal; attrs.scale multiplies q.k                        */ \
   X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse -> out: dq, dk, dv      */ \
-  X(AttentionDecode, "attention_decode", N) /* the decode step, forward only: in q (B, 1, H, D),  */ \
-                                 /* k, v (B, P, H, D), P >= 1 -> out: o (B, 1, H, D); every key      */ \
-                                 /* visible; attrs.scale multiplies q.k                            */ \
   X(CrossEntropy, "cross_entropy", F) /* in: logits (M, V), targets (M) i32 -> out: loss ()         */ \
                                  /* f64 mean over targets != attrs.ignore_index (0 if none), lse (M) */ \
   X(CrossEntropyBackward, "cross_entropy_backward", B) /* in: dloss (), logits, targets, lse ->    */ \
@@ -102,23 +99,11 @@
   X(LinAttnChunkedBackward, "linattn_chunked_backward", B) /* in: dy, dS|undef, dz|undef, q, k, v, */ \
                                  /* a|undef, y, Sc, zc|undef, den -> out: dq, dk, dv, da|undef,   */ \
                                  /* dS0, dz0|undef (S, z, a gradients in stat dtype)               */ \
-  X(SsdChunked, "ssd_chunked", F) /* Mamba-2 SSD (layers/ssm_scan.h): in: q, k (B, G, T, N), G in   */ \
-                                 /* {1, H}, v (B, H, T, P), a (B, H, T) stat <= 0, s0 (B, H, P, N)  */ \
-                                 /* stat or undefined (zero); attrs.dim = chunk length C -> out:   */ \
-                                 /* y (B, H, T, P), sT (B, H, P, N) stat, sc (B, H, ceil(T / C), P, */ \
-                                 /* N) stat: the state entering each chunk. b = chunk-local cumsum */ \
-                                 /* of a; y_i = sum_{j<=i in chunk} (q_i.k_j) e^{b_i-b_j} v_j +      */ \
-                                 /* e^{b_i} S q_i; S' = e^{b_last} S + sum_j e^{b_last-b_j} v_j k_j^T */ \
-  X(SsdChunkedBackward, "ssd_chunked_backward", B) /* in: dy, dsT|undefined, q, k, v, a, sc;       */ \
-                                 /* attrs.dim = C -> out: dq, dk, dv, da, ds0                        */ \
   /* optimizer                                                                                     */ \
   X(AdamW, "adamw", N)           /* in-place on in: param, grad, m, v (f32 or f64, same shape);    */ \
                                  /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */ \
   X(AdamWMulti, "adamw_multi", N) /* AdamW on n tensors at once: in (param, grad, m, v) x n, one   */ \
-                                 /* dtype and device, each quadruple as AdamW; the same attrs      */ \
-  X(SumSquaresMulti, "sum_squares_multi", N) /* the global gradient norm's square: in x_0..x_n   */ \
-                                 /* (contiguous, one dtype and device) -> out: () stat dtype, the  */ \
-                                 /* sum of every element's square over all of them                 */
+                                 /* dtype and device, each quadruple as AdamW; the same attrs      */
 
 namespace coil {
 

@@ -68,11 +68,6 @@ Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0,
 // Causal softmax attention, q, k, v (B, T, H, D) -> (B, T, H, D); scale defaults to 1/sqrt(D).
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                         std::optional<double> scale = std::nullopt);
-// One decode step of softmax attention: q (B, 1, H, D) over a K/V cache k, v (B, P, H, D), every key
-// visible -> (B, 1, H, D); scale defaults to 1/sqrt(D). Forward only (no autograd node): an input that
-// requires grad while grad mode is on is an error (prefix_attention is the differentiable form).
-Tensor attention_decode(const Tensor& q, const Tensor& k, const Tensor& v,
-                        std::optional<double> scale = std::nullopt);
 // Masked quadratic linear attention (spec/models.md 2, 5, 6; layers/linattn.h documents the forms):
 // q, k (B, T, H, D), v (B, T, H, Dv), acs (B, T, H) the cumulative log decay or undefined (no decay).
 // w_ij = f(s q_i.k_j) exp(acs_i - acs_j) for j <= i with f(u) = u (power 1) or u^2 (power 2);
@@ -110,13 +105,6 @@ inline int64_t linattn_chunked_features(int64_t power, int64_t D) { return power
 Tensor linattn_chunked_op(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, const Tensor& S0,
                           const Tensor& z0, int64_t power, bool sm_norm, double scale, int64_t chunk,
                           Tensor* S_out = nullptr, Tensor* z_out = nullptr);
-// Mamba-2 SSD in chunks of `chunk` tokens, one fused op (SsdChunked; layers/ssm_scan.h has the math
-// and the composed forms): q, k (B, G, T, N) with G = 1 (shared by every head) or G = H, v (B, H, T, P),
-// a (B, H, T) the log decay (<= 0), s0 (B, H, P, N) or undefined (zero). a, s0 and the state are in the
-// statistics precision; under autocast q, k, v run in bf16. -> y (B, H, T, P) in v's dtype; *s_out,
-// when given, the state after the last token (differentiable).
-Tensor ssd_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, int64_t chunk,
-                const Tensor& s0, Tensor* s_out = nullptr);
 // logits (..., V), targets (...) i32 -> () mean over targets != ignore_index (0 when none counted).
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 // Causal depthwise conv: x (B, T, C), w (C, W), b (C) -> (B, T, C).
@@ -135,9 +123,5 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
 // one adamw_step per tensor. All tensors share one dtype and device.
 void adamw_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                       const std::vector<Tensor>& ms, const std::vector<Tensor>& vs, const AdamWParams& p);
-// Sum of squares over every element of every xs[i] -> () (f64 for f64, f32 otherwise), in one pass
-// over all of them (the global gradient norm's square); the tensors share one dtype and device. Not
-// recorded for autograd.
-Tensor sum_squares_multi(const std::vector<Tensor>& xs);
 
 }  // namespace coil
