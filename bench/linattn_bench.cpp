@@ -6,7 +6,10 @@
 // then backward op on a fixed dO. Timing: CUDA events on the current stream around each call, after
 // warm-up calls, median of --iters.
 // FLOPs (the FlashAttention convention, the same for both ops so the TFLOP/s compare): fwd =
-// 4 B H T^2 D / 2 (two matmuls, causal half), f+b = 3.5 x fwd. The 2Mamba backward here does seven
+// 4 B H T^2 D / 2 (two matmuls, causal half), f+b = 3.5 x fwd.
+// The 2Mamba-E columns ("E") time the same op in its exp form (power kLinAttnPowerExp: softmax of
+// s q.k + acs_i - acs_j, s = 1/sqrt(D), the same decay), forward and forward+backward, and their
+// ratios to the attention columns. The 2Mamba backward here does seven
 // matmuls to the forward's two (dQ and dK/dV kernels each recompute the scores), so its counted
 // TFLOP/s understate the tensor-core rate.
 // The reference column is the authors' 2Mamba kernel fwd+bwd on an H100 at these shapes (issue 4:
@@ -25,6 +28,7 @@
 
 #include "bench/kernel_bench.h"
 #include "core/allocator.h"
+#include "core/ops.h"
 #include "core/random.h"
 #include "core/registry.h"
 #include "kernels/cuda/device.h"
@@ -63,8 +67,8 @@ int run(const Options& opt) {
   cudaDeviceProp prop{};
   COIL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (%d SMs)\n", prop.name, prop.multiProcessorCount);
-  std::printf("bf16 2Mamba op (power %lld, sm_norm, decay) vs causal attention, H=%lld D=%lld, %lld tokens "
-              "per call, median of %d after %d warm-up\n",
+  std::printf("bf16 2Mamba op (power %lld, sm_norm, decay) and 2Mamba-E (E: exp form) vs causal attention, "
+              "H=%lld D=%lld, %lld tokens per call, median of %d after %d warm-up\n",
               (long long)opt.power, (long long)opt.heads, (long long)opt.dim, (long long)opt.tokens, opt.iters,
               opt.warmup);
 
@@ -74,8 +78,9 @@ int run(const Options& opt) {
   auto draw = [&] { return Tensor::randn({n}, gen, DType::F32).to(DType::BF16).to(gpu); };
   const Tensor q_all = draw(), k_all = draw(), v_all = draw(), do_all = draw();
 
-  std::printf("%6s %3s | %8s %8s %6s %6s | %8s %8s | %7s %7s | %6s %6s\n", "T", "B", "fwd ms", "f+b ms",
-              "fwd TF", "f+b TF", "attn fwd", "attn f+b", "fwd/att", "f+b/att", "ref ms", "x ref");
+  std::printf("%6s %3s | %8s %8s %6s %6s | %8s %8s | %7s %7s | %6s %6s | %8s %8s %7s %7s\n", "T", "B", "fwd ms",
+              "f+b ms", "fwd TF", "f+b TF", "attn fwd", "attn f+b", "fwd/att", "f+b/att", "ref ms", "x ref",
+              "E fwd", "E f+b", "Efwd/at", "Ef+b/at");
   for (int64_t T : opt.lengths) {
     COIL_CHECK(T > 0 && opt.tokens % T == 0, "--lengths: ", T, " does not divide ", opt.tokens);
     const int64_t B = opt.tokens / T;
@@ -114,6 +119,20 @@ int run(const Options& opt) {
       lin_bwd();
     });
 
+    OpAttrs ea = la;  // 2Mamba-E: the exp form on the same operands
+    ea.scale = 1.0 / std::sqrt(double(D));
+    ea.power = kLinAttnPowerExp;
+    auto exp_fwd = [&] {
+      KernelArgs f{Op::LinAttn, {q, k, v, acs}, {y, den}, ea};
+      dispatch(Op::LinAttn, DType::BF16, f);
+    };
+    const double ef = median_ms(opt.warmup, opt.iters, exp_fwd);
+    const double efb = median_ms(opt.warmup, opt.iters, [&] {
+      exp_fwd();
+      KernelArgs b{Op::LinAttnBackward, {dO, q, k, v, acs, y, den}, {dq, dk, dv, dacs}, ea};
+      dispatch(Op::LinAttnBackward, DType::BF16, b);
+    });
+
     OpAttrs aa;
     aa.scale = 1.0 / std::sqrt(double(D));
     Tensor o = Tensor::empty(s, DType::BF16, gpu), lse = Tensor::empty({B, H, T}, DType::F32, gpu);
@@ -132,8 +151,9 @@ int run(const Options& opt) {
     const double ref = reference_ms(T);
     std::printf("%6lld %3lld | %8.3f %8.3f %6.1f %6.1f | %8.3f %8.3f | %7.2f %7.2f | ", (long long)T, (long long)B,
                 lf, lfb, flops / (lf * 1e-3) / 1e12, 3.5 * flops / (lfb * 1e-3) / 1e12, af, afb, lf / af, lfb / afb);
-    if (ref > 0) std::printf("%6.1f %6.2f\n", ref, ref / lfb);
-    else std::printf("%6s %6s\n", "-", "-");
+    if (ref > 0) std::printf("%6.1f %6.2f | ", ref, ref / lfb);
+    else std::printf("%6s %6s | ", "-", "-");
+    std::printf("%8.3f %8.3f %7.2f %7.2f\n", ef, efb, ef / af, efb / afb);
     std::fflush(stdout);
   }
   return 0;

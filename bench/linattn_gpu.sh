@@ -2,7 +2,7 @@
 # One command on a GPU node for the linear-attention kernels (ops LinAttn / LinAttnBackward): configure
 # a Release build with CUDA, build the CUDA tests, the op harness and coil_linattn_bench, run the
 # linattn CUDA tests and the op harness's linattn cases (every backend present), then the benchmark
-# (the 2Mamba op beside coil's attention in one run); prints the table last.
+# (the 2Mamba and 2Mamba-E ops beside coil's attention in one run); prints the table last.
 #   bash bench/linattn_gpu.sh              # logs in build-linattn-gpu/logs (the main ones also to $OUT)
 #   BUILD_DIR=b JOBS=8 ITERS=20 ARCHS=90a LENGTHS=1024,2048 bash bench/linattn_gpu.sh
 set -uo pipefail
@@ -34,7 +34,7 @@ echo "== linattn CUDA tests"
   grep -E "OK \]|FAILED|Failure|Expected|Which is|error|naive" | tail -80
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 echo "== op harness, linattn cases (every backend present)"
-"$BUILD_DIR/tests/test_core" --gtest_filter='*linattn*:OpHarnessCoverage*' 2>&1 | tee "$LOG/test_harness.log" |
+"$BUILD_DIR/tests/test_core" --gtest_filter='*linattn*:*LinAttn*:OpHarnessCoverage*' 2>&1 | tee "$LOG/test_harness.log" |
   grep -E "FAILED|Failure|PASSED|tests ran" | tail -20
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 

@@ -8,9 +8,11 @@
 //    (naive_bf16 below) is what a bf16 framework composition does: bf16 inputs, fp32 arithmetic, and
 //    every matmul output (q k^T, w v, dO v^T, the dV / dQ / dK products) and every elementwise tensor
 //    (w, the normalised weight, dw, dU) rounded to bf16; its denominator and dacs stay fp32.
-// Shapes cover T not a multiple of 64, T = 1, several (b, h), power 1 and 2, sm_norm and output_norm,
-// with and without the decay; the decay is a real cumulative log decay (a_t in [-0.3, 0]) as the
-// layers feed it.
+// The exp form (power kLinAttnPowerExp, 2Mamba-E) has its own naive bf16 composition (naive_bf16_exp:
+// what a framework's bf16 softmax attention with an additive bias does).
+// Shapes cover T not a multiple of 64, T = 1, several (b, h), power 1, 2 and exp, sm_norm and
+// output_norm, with and without the decay; the decay is a real cumulative log decay (a_t in [-0.3, 0])
+// as the layers feed it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -34,7 +36,8 @@ struct Case {
 };
 std::string name_of(const Case& c) {
   return "B=" + std::to_string(c.B) + " T=" + std::to_string(c.T) + " H=" + std::to_string(c.H) +
-         " D=" + std::to_string(c.D) + " Dv=" + std::to_string(c.Dv) + " power=" + std::to_string(c.power) +
+         " D=" + std::to_string(c.D) + " Dv=" + std::to_string(c.Dv) + " power=" +
+         (c.power == kLinAttnPowerExp ? std::string("exp") : std::to_string(c.power)) +
          (c.sm_norm ? " sm_norm" : " output_norm") + (c.decay ? " decay" : " no-decay");
 }
 
@@ -42,6 +45,11 @@ const Case kCases[] = {
     {2, 130, 2, 64, 64, 2, true, true},  {1, 64, 3, 64, 64, 2, true, true},  {1, 1, 2, 64, 64, 2, true, true},
     {2, 200, 1, 64, 64, 2, false, true}, {1, 190, 2, 64, 64, 1, false, true}, {1, 100, 2, 64, 64, 2, true, false},
     {2, 77, 2, 32, 48, 2, true, true},   {1, 50, 1, 16, 16, 1, false, false},
+    // 2Mamba-E: several key tiles per row (the online max grows as the decay favours near keys), two
+    // forward CTAs, T = 1, no decay, and the simple bf16 kernels (D != 64).
+    {2, 130, 2, 64, 64, kLinAttnPowerExp, true, true},  {1, 300, 2, 64, 64, kLinAttnPowerExp, true, true},
+    {1, 200, 2, 64, 64, kLinAttnPowerExp, true, false}, {1, 1, 2, 64, 64, kLinAttnPowerExp, true, true},
+    {2, 77, 2, 32, 48, kLinAttnPowerExp, true, true},
 };
 
 // Inputs in f64 holding values representable in dtype t (acs in f32 for bf16 / f32).
@@ -99,8 +107,80 @@ Outs run_op(const Case& c, const Inputs& in, DType t, Device dev) {
 double rb(double x) { return bf16_to_float(float_to_bf16(float(x))); }
 double rf(double x) { return double(float(x)); }
 
+// The exp form's naive bf16 composition: bf16 inputs, fp32 arithmetic; the matmul outputs (q k^T, P v,
+// dO v^T, the dQ / dK / dV products) and the elementwise P and G = P (dP - Delta) rounded to bf16; the
+// decay bias and the softmax in fp32 (den = the fp32 log-sum-exp), dacs in fp32.
+Outs naive_bf16_exp(const Case& c, const Inputs& in) {
+  const auto q = in.q.to_vector(), k = in.k.to_vector(), v = in.v.to_vector(), dO = in.dO.to_vector();
+  const auto acs = c.decay ? in.acs.to_vector() : std::vector<double>();
+  const int64_t B = c.B, T = c.T, H = c.H, D = c.D, Dv = c.Dv;
+  auto at = [&](const std::vector<double>& x, int64_t b, int64_t t, int64_t h, int64_t n) {
+    return &x[size_t(((b * T + t) * H + h) * n)];
+  };
+  auto ac = [&](int64_t b, int64_t t, int64_t h) { return c.decay ? acs[size_t((b * T + t) * H + h)] : 0.0; };
+  Outs o;
+  o.y.assign(v.size(), 0.0);
+  o.den.assign(size_t(B * H * T), 0.0);
+  o.dq.assign(q.size(), 0.0);
+  o.dk.assign(q.size(), 0.0);
+  o.dv.assign(v.size(), 0.0);
+  if (c.decay) o.dacs.assign(acs.size(), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> P(size_t(T * T), 0.0), G(size_t(T * T), 0.0);
+      for (int64_t i = 0; i < T; ++i) {
+        std::vector<float> z(size_t(i + 1));
+        float m = -INFINITY;
+        for (int64_t j = 0; j <= i; ++j) {
+          float dot = 0.0f;
+          for (int64_t d = 0; d < D; ++d) dot += float(at(q, b, i, h, D)[d] * at(k, b, j, h, D)[d]);
+          z[size_t(j)] = float(in.scale) * float(rb(dot)) + float(ac(b, i, h) - ac(b, j, h));
+          m = std::max(m, z[size_t(j)]);
+        }
+        float total = 0.0f;
+        for (int64_t j = 0; j <= i; ++j) total += std::exp(z[size_t(j)] - m);
+        o.den[size_t((b * H + h) * T + i)] = rf(m + std::log(total));
+        for (int64_t j = 0; j <= i; ++j) P[size_t(i * T + j)] = rb(std::exp(z[size_t(j)] - m) / total);
+        double* yi = &o.y[size_t(((b * T + i) * H + h) * Dv)];
+        for (int64_t e = 0; e < Dv; ++e) {
+          float num = 0.0f;
+          for (int64_t j = 0; j <= i; ++j) num += float(P[size_t(i * T + j)] * at(v, b, j, h, Dv)[e]);
+          yi[e] = rb(num);
+        }
+        float delta = 0.0f;
+        for (int64_t e = 0; e < Dv; ++e) delta += float(at(dO, b, i, h, Dv)[e] * yi[e]);
+        for (int64_t j = 0; j <= i; ++j) {
+          float dpf = 0.0f;
+          for (int64_t e = 0; e < Dv; ++e) dpf += float(at(dO, b, i, h, Dv)[e] * at(v, b, j, h, Dv)[e]);
+          const float g = float(P[size_t(i * T + j)] * (rb(dpf) - double(delta)));
+          G[size_t(i * T + j)] = rb(g);
+          if (c.decay) {
+            o.dacs[size_t((b * T + i) * H + h)] = rf(o.dacs[size_t((b * T + i) * H + h)] + g);
+            o.dacs[size_t((b * T + j) * H + h)] = rf(o.dacs[size_t((b * T + j) * H + h)] - g);
+          }
+        }
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t d = 0; d < D; ++d) {
+          float aq = 0.0f, ak = 0.0f;
+          for (int64_t j = 0; j <= t; ++j) aq += float(G[size_t(t * T + j)] * at(k, b, j, h, D)[d]);
+          for (int64_t i = t; i < T; ++i) ak += float(G[size_t(i * T + t)] * at(q, b, i, h, D)[d]);
+          o.dq[size_t(((b * T + t) * H + h) * D + d)] = rb(float(in.scale * rb(aq)));
+          o.dk[size_t(((b * T + t) * H + h) * D + d)] = rb(float(in.scale * rb(ak)));
+        }
+        for (int64_t e = 0; e < Dv; ++e) {
+          float av = 0.0f;
+          for (int64_t i = t; i < T; ++i) av += float(P[size_t(i * T + t)] * at(dO, b, i, h, Dv)[e]);
+          o.dv[size_t(((b * T + t) * H + h) * Dv + e)] = rb(av);
+        }
+      }
+    }
+  return o;
+}
+
 // The naive bf16 implementation (see the top of the file), in host loops.
 Outs naive_bf16(const Case& c, const Inputs& in) {
+  if (c.power == kLinAttnPowerExp) return naive_bf16_exp(c, in);
   const auto q = in.q.to_vector(), k = in.k.to_vector(), v = in.v.to_vector(), dO = in.dO.to_vector();
   const auto acs = c.decay ? in.acs.to_vector() : std::vector<double>();
   const int64_t B = c.B, T = c.T, H = c.H, D = c.D, Dv = c.Dv;
