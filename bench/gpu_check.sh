@@ -2,9 +2,11 @@
 # The one-command GPU check: configures a Release build with the CUDA backend into build-gpu, builds it
 # with every core, runs every test (CTest shows the output of failures), and prints a summary table
 # last: the device, the build and test times, and passed / failed / skipped counts per test folder.
+# With BENCH=1 it then runs every mixer's kernel benchmark on the same build (bench/mixers_gpu.sh;
+# ~3 more minutes), its tables printed before the summary.
 #   bash bench/gpu_check.sh                 # from anywhere; extra arguments go to the cmake configure
-#   BUILD_DIR=b JOBS=8 bash bench/gpu_check.sh
-# Exit status: 0 when everything built and no test failed.
+#   BUILD_DIR=b JOBS=8 BENCH=1 bash bench/gpu_check.sh
+# Exit status: 0 when everything built, no test failed and (BENCH=1) every benchmark ran.
 # The eval tests read the lm-eval jsonl files from $COIL_EVAL_DATA, else ../shared/eval-data. A GPU node
 # that gets only a copy of the repository has no ../shared: copy the folder into .evaldata/ (ignored by
 # git; `cp -r ../shared/eval-data .evaldata`) and send it along; this script then points the tests at it.
@@ -47,6 +49,11 @@ mkdir -p "$LOG_DIR"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 600 -LE network 2>&1 | tee "$LOG_DIR/ctest.log"
 ctest_rc=${PIPESTATUS[0]}
 tested=$(date +%s)
+bench_rc=0
+if [ "${BENCH:-0}" = 1 ]; then
+  BUILD_DIR=$BUILD_DIR SKIP_BUILD=1 bash bench/mixers_gpu.sh 2>&1 | tee "$LOG_DIR/bench.log"
+  bench_rc=${PIPESTATUS[0]}
+fi
 
 # --- summary --------------------------------------------------------------------------------------
 # Test name -> folder label, then each result line of the log -> (name, status).
@@ -77,5 +84,7 @@ awk -F '\t' '
     printf "%-10s %7d %7d %7d\n", "total", tp, tf, ts
     for (i = 1; i <= nbad; i++) print "FAILED: " bad[i]
   }' "$LOG_DIR/labels.txt" "$LOG_DIR/results.txt"
+[ "$bench_rc" -eq 0 ] || echo "gpu_check: BENCHMARKS FAILED (bench/mixers_gpu.sh exit $bench_rc)"
 if [ "$ctest_rc" -eq 0 ]; then echo "gpu_check: OK"; else echo "gpu_check: TESTS FAILED (ctest exit $ctest_rc)"; fi
+[ "$ctest_rc" -eq 0 ] && exit "$bench_rc"
 exit "$ctest_rc"

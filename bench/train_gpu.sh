@@ -5,7 +5,8 @@
 #   bash bench/train_gpu.sh                                  # softmax at N=2048 B=8 and N=8192 B=2
 #   MODELS="softmax 2mamba" SHAPES="8x2048" TORCH_MODES="eager compile" bash bench/train_gpu.sh
 # TORCH_MODELS (default "softmax 2mamba") picks the models that also run in PyTorch.
-# Linear mixers run the form FORM (default quadratic: the fused LinAttn op).
+# Linear mixers run the form FORM (default auto: the fused quadratic LinAttn op up to the config's
+# chunked_from tokens, the chunked op above; 2Mamba-E always runs its quadratic op).
 # Rows are also appended as JSON lines to $JSON (default $BUILD_DIR/train_bench.jsonl).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ for shape in $SHAPES; do
   B=${shape%x*}; T=${shape#*x}
   for m in $MODELS; do
     form=()
-    case $m in 2mamba|2mamba-dt|mamba2s|linear) form=(--form "${FORM:-quadratic}") ;; esac
+    case $m in 2mamba|2mamba-dt|2mamba-e|mamba2s|linear) form=(--form "${FORM:-auto}") ;; esac
     out=$("$BUILD_DIR/launch/coil" bench train --config "configs/models/$m-small.yaml" --batch "$B" \
           --seq "$T" --steps "$STEPS" --json "$JSON" "${form[@]}" 2>&1) || true
     rows+=("coil  $(echo "$out" | tail -n 1)")

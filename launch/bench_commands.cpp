@@ -42,7 +42,7 @@ const char* kBenchUsage =
     "  --precision P        bf16 | fp32 (default bf16; bf16 needs --device cuda)\n"
     "  --device D           cuda | cpu (default cuda)\n"
     "  --recompute          recompute each block's activations in backward\n"
-    "  --form F             linear mixers: quadratic | chunked (default: the config's)\n"
+    "  --form F             linear mixers: auto | quadratic | chunked (default: the config's)\n"
     "  --peak-tflops X      the device's dense peak for MFU (default 989, H100 SXM bf16)\n"
     "  --label TEXT         the row's name (default: the config file's stem)\n"
     "  --json FILE          also append the row as one JSON object to FILE\n"
@@ -165,7 +165,7 @@ int run_bench_command(const std::vector<std::string>& args) {
   train->add_option("--precision", o.precision)->check(one_of({"bf16", "fp32"}));
   train->add_option("--device", o.device)->check(one_of({"cuda", "cpu"}));
   train->add_flag("--recompute", o.recompute);
-  train->add_option("--form", o.form)->check(one_of({"quadratic", "chunked"}));
+  train->add_option("--form", o.form)->check(one_of({"auto", "quadratic", "chunked"}));
   train->add_option("--peak-tflops", o.peak_tflops)->check(number());
   train->add_option("--label", o.label);
   train->add_option("--json", o.json);

@@ -19,8 +19,12 @@ struct LinearMixerOptions {
   bool value_dt = false;               // V <- V * dt, dt = softplus(h W_dt)
   std::string a_mask = "none";         // "none" | "original" (-exp(A_log) dt) | "softplus" (-softplus(h W_A))
   std::string norm = "sm";             // "sm" (divide by sum of weights) | "output" (RMSNorm over H*D)
-  std::string form = "chunked";        // training path: "quadratic" | "chunked"
+  // Training path: "quadratic" (the fused masked op, O(T^2)), "chunked" (linear time, states between
+  // chunks) or "auto": quadratic for sequences of at most chunked_from tokens, chunked above. The
+  // default crossover is the H100 measurement of docs/PERFORMANCE.md ("Choosing the form").
+  std::string form = "auto";
   int64_t chunk_size = 64;
+  int64_t chunked_from = 8192;
 };
 
 // Mamba-2 (section 8, mamba_ssm Mamba2 semantics). n_ssm_heads = 0 means the full layer (d_ssm = H*D);

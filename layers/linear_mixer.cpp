@@ -243,7 +243,9 @@ Tensor LinearAttentionMixer::run(const Tensor& x, Form form, const MixerState* i
 }
 
 Tensor LinearAttentionMixer::forward(const Tensor& x) const {
-  return run(x, options.form == "quadratic" ? Form::Quadratic : Form::Chunked, nullptr, nullptr);
+  const bool quadratic = options.form == "quadratic" ||
+                         (options.form == "auto" && x.dim() == 3 && x.size(1) <= options.chunked_from);
+  return run(x, quadratic ? Form::Quadratic : Form::Chunked, nullptr, nullptr);
 }
 
 Tensor LinearAttentionMixer::forward_stateful(const Tensor& x, const MixerState& in,

@@ -45,7 +45,8 @@ class LinearAttentionMixer : public Mixer {
   LinearAttentionMixer(const ModelConfig& c, Generator& gen, const ParamOptions& opt = {})
       : LinearAttentionMixer(c.d_model, c.n_heads, c.head_dim, c.linear, c.norm_eps, gen, opt) {}
 
-  // x (B, T, C) -> (B, T, C) in options.form (power exp: always the masked quadratic form).
+  // x (B, T, C) -> (B, T, C) in options.form ("auto": quadratic up to options.chunked_from tokens,
+  // chunked above; power exp: always the masked quadratic form).
   Tensor forward(const Tensor& x) const override;
   // Chunked form (power exp: attention over the prefix) from the state `in` (empty = start).
   Tensor forward_stateful(const Tensor& x, const MixerState& in, MixerState* out) const override;

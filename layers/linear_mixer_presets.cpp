@@ -103,8 +103,9 @@ void validate_linear_options(const LinearMixerOptions& o) {
              "linear mixer: a_mask must be none, original or softplus, got '", o.a_mask, "'");
   COIL_CHECK(one_of(o.norm, {"sm", "output"}), "linear mixer: norm must be sm or output, got '",
              o.norm, "'");
-  COIL_CHECK(one_of(o.form, {"quadratic", "chunked"}),
-             "linear mixer: form must be quadratic or chunked, got '", o.form, "'");
+  COIL_CHECK(one_of(o.form, {"auto", "quadratic", "chunked"}),
+             "linear mixer: form must be auto, quadratic or chunked, got '", o.form, "'");
+  COIL_CHECK(o.chunked_from > 0, "linear mixer: chunked_from must be positive, got ", o.chunked_from);
   COIL_CHECK(o.chunk_size > 0, "linear mixer: chunk_size must be positive, got ", o.chunk_size);
   COIL_CHECK(o.power != "exp" || o.norm == "sm",
              "linear mixer: power exp (2Mamba-E, softmax with decay) normalises by its row sum; "

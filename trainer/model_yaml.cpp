@@ -33,8 +33,9 @@ std::vector<Field> linear_fields(const std::string& f, LinearMixerOptions& o) {
       yaml::bool_field(f, "value_dt", &o.value_dt),
       yaml::string_field(f, "a_mask", &o.a_mask, {"none", "original", "softplus"}),
       yaml::string_field(f, "norm", &o.norm, {"sm", "output"}),
-      yaml::string_field(f, "form", &o.form, {"quadratic", "chunked"}),
+      yaml::string_field(f, "form", &o.form, {"auto", "quadratic", "chunked"}),
       yaml::int_field(f, "chunk_size", &o.chunk_size, 1),
+      yaml::int_field(f, "chunked_from", &o.chunked_from, 1),
   };
 }
 

@@ -359,6 +359,7 @@ void emit_model(YAML::Emitter& out, const ModelConfig& m) {
     out << YAML::Key << "norm" << YAML::Value << o.norm;
     out << YAML::Key << "form" << YAML::Value << o.form;
     out << YAML::Key << "chunk_size" << YAML::Value << o.chunk_size;
+    out << YAML::Key << "chunked_from" << YAML::Value << o.chunked_from;
     out << YAML::EndMap;
   }
   if (m.mixer == "mamba2" || m.mixer == "hybrid") {

@@ -94,6 +94,25 @@ TEST(LinearMixerForms, QuadraticChunkedStatefulAndStepsAgree) {
   std::printf("max relative error (quadratic, chunked, stateful, steps): %.3g\n", worst);
 }
 
+// form "auto" runs the quadratic form up to chunked_from tokens and the chunked form above. The two
+// forms round differently, so bit equality with one of them (and not the other) tells which ran.
+TEST(LinearMixerForms, AutoPicksTheFormByLength) {
+  auto m = build({"2mamba", linear_preset("2mamba")}, 77);
+  m->options.chunk_size = 4;
+  Generator g(78);
+  Tensor x = randn64({2, 13, 12}, g);
+  m->options.form = "quadratic";
+  const std::vector<double> quad = m->forward(x).to_vector();
+  m->options.form = "chunked";
+  const std::vector<double> chunked = m->forward(x).to_vector();
+  ASSERT_NE(quad, chunked) << "the two forms round alike here; the test cannot tell them apart";
+  m->options.form = "auto";
+  m->options.chunked_from = 13;
+  EXPECT_EQ(m->forward(x).to_vector(), quad) << "13 tokens, chunked_from 13: quadratic";
+  m->options.chunked_from = 12;
+  EXPECT_EQ(m->forward(x).to_vector(), chunked) << "13 tokens, chunked_from 12: chunked";
+}
+
 // Shards of uneven length (some shorter than the conv carry) in chunked form, state passed as tensors.
 TEST(LinearMixerForms, ShardsMatchTheUnshardedRunInValuesAndGradients) {
   const int64_t T = 13;

@@ -46,7 +46,7 @@ bool same(const LinearMixerOptions& a, const LinearMixerOptions& b) {
   return a.power == b.power && a.qk_activation == b.qk_activation && a.conv_width == b.conv_width &&
          a.d_residual == b.d_residual && a.z_gate == b.z_gate && a.value_dt == b.value_dt &&
          a.a_mask == b.a_mask && a.norm == b.norm && a.form == b.form &&
-         a.chunk_size == b.chunk_size;
+         a.chunk_size == b.chunk_size && a.chunked_from == b.chunked_from;
 }
 
 // Loads `text` and expects a coil::Error whose message starts with "FILE:LINE: " and contains every
