@@ -89,6 +89,15 @@
                                  /* h_t = exp(dt_t A) h_{t-1} + dt_t u_t Bm_t, y_t = h_t . Cm_t      */ \
   X(SelectiveScanBackward, "selective_scan_backward", B) /* in: dy, dhT|undefined, u, dt, A, Bm,  */ \
                                  /* Cm, hc -> out: du, ddt, dA, dBm, dCm, dh0 (dtypes of the inputs) */ \
+  X(SsdChunked, "ssd_chunked", F) /* Mamba-2 SSD (layers/ssm_scan.h): in: q, k (B, G, T, N), G in   */ \
+                                 /* {1, H}, v (B, H, T, P), a (B, H, T) stat <= 0, s0 (B, H, P, N)  */ \
+                                 /* stat or undefined (zero); attrs.dim = chunk length C -> out:   */ \
+                                 /* y (B, H, T, P), sT (B, H, P, N) stat, sc (B, H, ceil(T / C), P, */ \
+                                 /* N) stat: the state entering each chunk. b = chunk-local cumsum */ \
+                                 /* of a; y_i = sum_{j<=i in chunk} (q_i.k_j) e^{b_i-b_j} v_j +      */ \
+                                 /* e^{b_i} S q_i; S' = e^{b_last} S + sum_j e^{b_last-b_j} v_j k_j^T */ \
+  X(SsdChunkedBackward, "ssd_chunked_backward", B) /* in: dy, dsT|undefined, q, k, v, a, sc;       */ \
+                                 /* attrs.dim = C -> out: dq, dk, dv, da, ds0                        */ \
   X(LinAttnChunked, "linattn_chunked", F) /* chunked linear attention, spec 7 (core/ops.h):        */ \
                                  /* in: q, k (B, T, H, D), v (B, T, H, Dv), a (B, T, H) log decay  */ \
                                  /* or undefined, S0 (B, H, F, Dv), z0 (B, H, F) or undefined;    */ \

@@ -94,6 +94,13 @@ Tensor linattn_qkv(const Tensor& qkv, const Tensor& acs, int64_t n_heads, int64_
 inline constexpr int64_t kSelectiveScanChunk = 64;
 Tensor selective_scan(const Tensor& u, const Tensor& dt, const Tensor& A, const Tensor& Bm, const Tensor& Cm,
                       const Tensor& h0, Tensor* h_out = nullptr);
+// Mamba-2 SSD in chunks of `chunk` tokens, one fused op (SsdChunked; layers/ssm_scan.h has the math
+// and the composed forms): q, k (B, G, T, N) with G = 1 (shared by every head) or G = H, v (B, H, T, P),
+// a (B, H, T) the log decay (<= 0), s0 (B, H, P, N) or undefined (zero). a, s0 and the state are in the
+// statistics precision; under autocast q, k, v run in bf16. -> y (B, H, T, P) in v's dtype; *s_out,
+// when given, the state after the last token (differentiable).
+Tensor ssd_scan(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, int64_t chunk,
+                const Tensor& s0, Tensor* s_out = nullptr);
 // Chunked linear attention with state in / out (spec/models.md 7; layers/linattn.h documents the forms
 // and the symmetric feature map of power 2, F = linattn_chunked_features(power, D)): q, k (B, T, H, D),
 // v (B, T, H, Dv), a (B, T, H) the per-token log decay (<= 0) or undefined, S0 (B, H, F, Dv) and z0

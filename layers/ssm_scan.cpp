@@ -1,4 +1,5 @@
-// SSD and selective-scan forms as compositions of autograd ops (see ssm_scan.h for the math).
+// SSD and selective-scan forms (see ssm_scan.h for the math): ssd_chunked runs the fused op
+// (core/ops/ssd_ops.cpp); the others, and ssd_chunked_composed, are compositions of autograd ops.
 #include "layers/ssm_scan.h"
 
 #include <algorithm>
@@ -75,13 +76,21 @@ Tensor ssd_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Te
   return matmul(scores * decay, v);                                         // (B, H, T, P)
 }
 
-Tensor ssd_chunked(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& a_in,
-                   int64_t chunk, const Tensor& s0, Tensor* s_out) {
-  check_ssd("ssd_chunked", q_in, k_in, v_in, a_in);
+Tensor ssd_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, int64_t chunk,
+                   const Tensor& s0, Tensor* s_out) {
+  check_ssd("ssd_chunked", q, k, v, a);
   COIL_CHECK(chunk > 0, "ssd_chunked: chunk must be positive, got ", chunk);
+  check_state("ssd_chunked", s0, {v.size(0), v.size(1), v.size(3), q.size(3)});
+  return ssd_scan(q, k, v, a, chunk, s0, s_out);
+}
+
+Tensor ssd_chunked_composed(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& a_in,
+                            int64_t chunk, const Tensor& s0, Tensor* s_out) {
+  check_ssd("ssd_chunked_composed", q_in, k_in, v_in, a_in);
+  COIL_CHECK(chunk > 0, "ssd_chunked_composed: chunk must be positive, got ", chunk);
   const int64_t B = v_in.size(0), H = v_in.size(1), T = v_in.size(2), P = v_in.size(3);
   const int64_t G = q_in.size(1), N = q_in.size(3);
-  check_state("ssd_chunked", s0, {B, H, P, N});
+  check_state("ssd_chunked_composed", s0, {B, H, P, N});
   const int64_t L = std::min(chunk, T), nc = (T + L - 1) / L, Tp = nc * L;
   // Padding tokens have k = v = 0 and a = 0: they leave the state untouched and their outputs are cut.
   Tensor q = pad_to(q_in, 2, Tp).reshape({B, G, nc, L, N});

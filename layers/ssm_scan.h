@@ -1,5 +1,6 @@
-// The scans of the Mamba mixers (spec/models.md sections 7-8), composed from autograd ops so the engine
-// derives every gradient, including d(state) of sequence sharding.
+// The scans of the Mamba mixers (spec/models.md sections 7-8): the reference forms composed from
+// autograd ops (the engine derives every gradient, including d(state) of sequence sharding), and
+// ssd_chunked, which runs the fused SSD op.
 //   SSD (Mamba-2): a scalar log-decay per head and token; the state is S (B, H, P, N) (mamba_ssm's
 //     (headdim, d_state) layout): S_t = e^{a_t} S_{t-1} + v_t k_t^T, y_t = S_t q_t. Mamba-2 maps
 //     q = C, k = B, v = dt x, a = A dt: causal linear attention with decay, no scale, no normalisation.
@@ -25,9 +26,14 @@ enum class ScanForm { kQuadratic, kChunked, kRecurrent };
 Tensor ssd_quadratic(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a);
 // Chunked form (section 7): the quadratic form inside chunks of `chunk` tokens (T need not be a
 // multiple), states passed between chunks. s0 (B, H, P, N) or undefined (= zero); *s_out, when given,
-// receives the state after the last token. -> y (B, H, T, P)
+// receives the state after the last token. -> y (B, H, T, P). Runs the fused op ssd_scan (core/ops.h):
+// a, s0 and the state in the statistics precision (f32 for bf16 inputs).
 Tensor ssd_chunked(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, int64_t chunk,
                    const Tensor& s0, Tensor* s_out);
+// The same chunked form composed from autograd ops (the fused op's reference in the tests): the
+// intra-chunk masked matrices, per-chunk states and one masked matrix passing them between chunks.
+Tensor ssd_chunked_composed(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, int64_t chunk,
+                            const Tensor& s0, Tensor* s_out);
 // One token: q, k (B, G, N), v (B, H, P), a (B, H); s (B, H, P, N) is replaced by the new state
 // (undefined = zero start). -> y (B, H, P)
 Tensor ssd_step(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& a, Tensor& s);

@@ -107,6 +107,7 @@ const std::vector<OpCase>& op_cases() {
     add_linattn_cases(v);
     add_linattn_chunked_cases(v);
     add_scan_cases(v);
+    add_ssd_cases(v);
     add_optimizer_cases(v);
     return v;
   }();

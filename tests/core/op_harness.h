@@ -102,6 +102,7 @@ void add_model_cases(std::vector<OpCase>& cases);
 void add_linattn_cases(std::vector<OpCase>& cases);
 void add_linattn_chunked_cases(std::vector<OpCase>& cases);
 void add_scan_cases(std::vector<OpCase>& cases);
+void add_ssd_cases(std::vector<OpCase>& cases);
 void add_optimizer_cases(std::vector<OpCase>& cases);
 
 // Names of the ops of COIL_OP_LIST that `cases` do not cover. An F or B op counts as covered only by
