@@ -6,6 +6,8 @@
 //               gradient sum's Add
 //   adamw       one optimizer step over 2Mamba-small's f32 parameter shapes (183 tensors):
 //               adamw_step_multi vs one adamw_step per tensor
+//   grad_norm   the global gradient norm over the same shapes: sum_squares_multi vs sum_squares per
+//               tensor, concatenated and summed on the device (one host read each)
 // Usage: coil_step_ops_bench [iters]. Times: device-synchronised wall time over iters calls after 3
 // warm-up calls, ms per call.
 #include <chrono>
@@ -118,6 +120,16 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < p.size(); ++i) adamw_step(p[i], g[i], m[i], v[i], hp);
     });
     row("adamw", fresh, old);
+    // The global gradient norm over the same tensors (as gradients), host read included: one
+    // sum_squares_multi, its (n) sums added on the device, against trainer/clip.cpp's earlier form
+    // (sum_squares per tensor, the partials concatenated and summed on the device, one read).
+    const double norm_fresh = time([&] { (void)sum(sum_squares_multi(g).to(DType::F64)).item(); });
+    const double norm_old = time([&] {
+      std::vector<Tensor> parts;
+      for (const Tensor& x : g) parts.push_back(sum_squares(x).reshape({1}));
+      (void)sum(concat(parts, 0).to(DType::F64)).item();
+    });
+    row("grad_norm", norm_fresh, norm_old);
   }
   return 0;
 }

@@ -63,6 +63,9 @@
   X(Attention, "attention", F)   /* in: q, k, v (B, T, H, D) -> out: o (B, T, H, D), lse (B, H, T)  */ \
                                  /* causal; attrs.scale multiplies q.k                        */ \
   X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse -> out: dq, dk, dv      */ \
+  X(AttentionDecode, "attention_decode", N) /* the decode step, forward only: in q (B, 1, H, D),  */ \
+                                 /* k, v (B, P, H, D), P >= 1 -> out: o (B, 1, H, D); every key      */ \
+                                 /* visible; attrs.scale multiplies q.k                            */ \
   X(CrossEntropy, "cross_entropy", F) /* in: logits (M, V), targets (M) i32 -> out: loss ()         */ \
                                  /* f64 mean over targets != attrs.ignore_index (0 if none), lse (M) */ \
   X(CrossEntropyBackward, "cross_entropy_backward", B) /* in: dloss (), logits, targets, lse ->    */ \
@@ -112,7 +115,10 @@
   X(AdamW, "adamw", N)           /* in-place on in: param, grad, m, v (f32 or f64, same shape);    */ \
                                  /* attrs: lr, beta1, beta2, eps, weight_decay, step (1-based)     */ \
   X(AdamWMulti, "adamw_multi", N) /* AdamW on n tensors at once: in (param, grad, m, v) x n, one   */ \
-                                 /* dtype and device, each quadruple as AdamW; the same attrs      */
+                                 /* dtype and device, each quadruple as AdamW; the same attrs      */ \
+  X(SumSquaresMulti, "sum_squares_multi", N) /* for the global gradient norm: in x_0..x_{n-1}   */ \
+                                 /* (contiguous, one dtype and device) -> out: (n) stat dtype,     */ \
+                                 /* entry i the sum of x_i's squared elements                      */
 
 namespace coil {
 

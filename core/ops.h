@@ -68,6 +68,11 @@ Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0,
 // Causal softmax attention, q, k, v (B, T, H, D) -> (B, T, H, D); scale defaults to 1/sqrt(D).
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                         std::optional<double> scale = std::nullopt);
+// One decode step of softmax attention: q (B, 1, H, D) over a K/V cache k, v (B, P, H, D), every key
+// visible -> (B, 1, H, D); scale defaults to 1/sqrt(D). Forward only (no autograd node): an input that
+// requires grad while grad mode is on is an error (prefix_attention is the differentiable form).
+Tensor attention_decode(const Tensor& q, const Tensor& k, const Tensor& v,
+                        std::optional<double> scale = std::nullopt);
 // Masked quadratic linear attention (spec/models.md 2, 5, 6; layers/linattn.h documents the forms):
 // q, k (B, T, H, D), v (B, T, H, Dv), acs (B, T, H) the cumulative log decay or undefined (no decay).
 // w_ij = f(s q_i.k_j) exp(acs_i - acs_j) for j <= i with f(u) = u (power 1) or u^2 (power 2);
@@ -130,5 +135,9 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
 // one adamw_step per tensor. All tensors share one dtype and device.
 void adamw_step_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                       const std::vector<Tensor>& ms, const std::vector<Tensor>& vs, const AdamWParams& p);
+// sum_squares of every xs[i] -> (n) (f64 for f64, f32 otherwise; entry i as sum_squares(xs[i]) on the
+// CPU) in one pass over all of them, for the global gradient norm; the tensors share one dtype and
+// device. Not recorded for autograd.
+Tensor sum_squares_multi(const std::vector<Tensor>& xs);
 
 }  // namespace coil

@@ -1,8 +1,10 @@
-// Softmax attention mixer: projections, head split, RoPE and the fused causal attention op.
+// Softmax attention mixer: projections, head split, RoPE and the fused causal attention op (the
+// one-token decode step through the fused attention_decode op).
 #include "layers/attention.h"
 
 #include <cmath>
 
+#include "core/autograd/grad_mode.h"
 #include "core/ops.h"
 #include "layers/prefix_attention.h"
 
@@ -148,7 +150,12 @@ Tensor SoftmaxAttention::forward_stateful(const Tensor& x, const MixerState& in,
   Tensor v = parts[2].reshape({B, T, H, D});                                  // (B, T, H, D)
   Tensor k_all = P ? concat({k_prev, k}, 1) : k;                              // (B, P + T, H, D)
   Tensor v_all = P ? concat({v_prev, v}, 1) : v;
-  Tensor y = prefix_attention(q, k_all, v_all, 1.0 / std::sqrt(double(D)));  // (B, T, H, D)
+  const double sm = 1.0 / std::sqrt(double(D));
+  // One token without gradients (generation, scoring): the fused decode step over the whole cache.
+  const bool grads =
+      GradMode::is_enabled() && (q.requires_grad() || k_all.requires_grad() || v_all.requires_grad());
+  Tensor y = T == 1 && !grads ? attention_decode(q, k_all, v_all, sm)
+                              : prefix_attention(q, k_all, v_all, sm);  // (B, T, H, D)
   if (out) {
     out->entries.clear();
     out->set("k", k_all);

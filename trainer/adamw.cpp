@@ -1,5 +1,7 @@
-// AdamW: group bookkeeping around the fused adamw_step op.
+// AdamW: group bookkeeping around the fused multi-tensor adamw_step_multi op.
 #include "trainer/adamw.h"
+
+#include <algorithm>
 
 #include "core/autograd/grad_mode.h"
 #include "core/error.h"
@@ -51,13 +53,19 @@ AdamWParams AdamW::group_params(size_t gi) const {
 
 void AdamW::step() {
   NoGradGuard no_grad;
-  // One adamw_step per tensor. adamw_step_multi gives the same values in a few launches, but its
-  // CUDA kernel (192 blocks of one 64K-element chunk each per launch) ran a 2Mamba-small step's
-  // update in 6.9 ms against 3.8 ms one by one (bench/step_ops_bench.cpp, 2026-11-24, H100): too
-  // few threads in flight for the memory system, so it stays off until its geometry is reworked.
+  // One adamw_step_multi per group and (device, dtype, bias-correction step): the same values as one
+  // adamw_step per tensor, in a few launches on CUDA (a 2Mamba-small step's 183 tensors in 3;
+  // docs/PERFORMANCE.md has the bench/step_ops_bench.cpp figures against one launch per tensor).
+  struct Bucket {
+    Device device;
+    DType dtype;
+    int64_t step;
+    std::vector<Tensor> p, g, m, v;
+  };
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     ParamGroup& g = groups_[gi];
     AdamWParams hp = group_params(gi);
+    std::vector<Bucket> buckets;
     for (size_t i = 0; i < g.params.size(); ++i) {
       const Tensor& p = g.params[i];
       Tensor grad = p.grad();
@@ -66,8 +74,20 @@ void AdamW::step() {
                  " does not match parameter ", p.describe(), " (group '", g.name, "', index ", i,
                  ")");
       AdamWParamState& s = g.state[i];
-      hp.step = ++s.step;
-      adamw_step(p, grad, s.m, s.v, hp);
+      const int64_t step = ++s.step;
+      auto it = std::find_if(buckets.begin(), buckets.end(), [&](const Bucket& b) {
+        return b.device == p.device() && b.dtype == p.dtype() && b.step == step;
+      });
+      if (it == buckets.end())
+        it = buckets.insert(buckets.end(), Bucket{p.device(), p.dtype(), step, {}, {}, {}, {}});
+      it->p.push_back(p);
+      it->g.push_back(grad);
+      it->m.push_back(s.m);
+      it->v.push_back(s.v);
+    }
+    for (const Bucket& b : buckets) {
+      hp.step = b.step;
+      adamw_step_multi(b.p, b.g, b.m, b.v, hp);
     }
   }
   ++step_count_;

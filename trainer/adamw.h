@@ -1,5 +1,5 @@
-// AdamW with decoupled weight decay (Loshchilov & Hutter; PyTorch's torch.optim.AdamW semantics), one
-// fused in-place coil::adamw_step per parameter. Parameters live in groups; a group may override the
+// AdamW with decoupled weight decay (Loshchilov & Hutter; PyTorch's torch.optim.AdamW semantics), the
+// fused in-place coil::adamw_step on every parameter (through adamw_step_multi, a few launches a step). Parameters live in groups; a group may override the
 // optimizer-wide options (its own lr or a multiplier of the scheduled lr, weight decay, betas, eps).
 // State: m and v per parameter (zeros, the parameter's dtype and device) and the number of updates
 // each parameter received (its bias-correction step; a parameter without a gradient is skipped and

@@ -1,4 +1,4 @@
-// Gradient norm and clipping through the sum_squares and scale ops.
+// Gradient norm and clipping through the sum_squares_multi and scale ops.
 #include "trainer/clip.h"
 
 #include <algorithm>
@@ -11,25 +11,23 @@ namespace coil {
 
 double grad_norm(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
-  // Each gradient's sum of squares stays on its device; a device's partials are gathered, widened to
-  // f64 and summed there, so the host reads one number per device instead of one per tensor (each
-  // read waits for the device: a per-tensor read cost a GPU step ~200 round trips).
-  std::vector<std::vector<Tensor>> groups;  // partials of one device and dtype each
+  // The gradients of one device and dtype go through one sum_squares_multi (a few launches over all
+  // of them, not two per tensor); their squared norms, widened to f64, are summed on the device and
+  // the host reads one number per group (each read waits for the device: a per-tensor read cost a
+  // GPU step ~200 round trips). Per-tensor sums added in f64, as the sharded model's norm does.
+  std::vector<std::vector<Tensor>> groups;  // gradients of one device and dtype each
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    Tensor ss = sum_squares(g).reshape({1});
     auto it = std::find_if(groups.begin(), groups.end(), [&](const std::vector<Tensor>& e) {
-      return e[0].device() == ss.device() && e[0].dtype() == ss.dtype();
+      return e[0].device() == g.device() && e[0].dtype() == g.dtype();
     });
-    if (it == groups.end()) groups.push_back({ss});
-    else it->push_back(ss);
+    if (it == groups.end()) groups.push_back({g});
+    else it->push_back(g);
   }
   double total = 0.0;
-  for (const std::vector<Tensor>& parts : groups) {
-    const Tensor all = parts.size() == 1 ? parts[0] : concat(parts, 0);
-    total += sum(all.to(DType::F64)).item();
-  }
+  for (const std::vector<Tensor>& grads : groups)
+    total += sum(sum_squares_multi(grads).to(DType::F64)).item();
   return std::sqrt(total);
 }
 

@@ -1,7 +1,10 @@
-// AdamW, in place on param, grad, m, v (same shape, contiguous, f32 or f64); KernelArgs::out is empty.
+// AdamW, in place on param, grad, m, v (same shape, contiguous, f32 or f64); KernelArgs::out is empty;
+// and SumSquaresMulti, the squared norms of many tensors (the global gradient norm) in one op.
 // Decoupled weight decay is applied first, from the old parameter (as PyTorch does), then the
 // bias-corrected Adam update. Each element is independent, so threads never share a write.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_kernel.h"
 
@@ -53,9 +56,37 @@ void adamw_multi_kernel(const KernelArgs& a) {
   for (size_t q = 0; q < a.in.size() / 4; ++q) adamw_update<T>(a, q);
 }
 
+// SumSquaresMulti: in x_0..x_{n-1} -> out (n), each tensor's sum of squares exactly as SumSquares
+// computes it (fixed-size chunks added in order, in double, rounded once to out's dtype), so the
+// result does not depend on the thread count and equals n SumSquares calls.
+template <typename T>
+void sum_squares_multi_kernel(const KernelArgs& a) {
+  COIL_INTERNAL_ASSERT(a.out.size() == 1 && a.out[0].numel() == int64_t(a.in.size()),
+                       "sum_squares_multi: one (n) output for n inputs");
+  for (size_t t = 0; t < a.in.size(); ++t) {
+    const Tensor& x = a.in[t];
+    check_dtype<T>(x);
+    const T* px = x.data<T>();
+    const int64_t n = x.numel();
+    constexpr int64_t kChunk = 1 << 14;
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> partial(size_t(chunks), 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      double s = 0.0;
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) s += double(px[i]) * px[i];
+      partial[size_t(c)] = s;
+    }
+    double total = 0.0;
+    for (double s : partial) total += s;
+    store_float(a.out[0], int64_t(t), total);  // out's own dtype (f32 or f64)
+  }
+}
+
 }  // namespace
 
 COIL_CPU_FLOAT_KERNELS(AdamW, adamw_kernel);
+COIL_CPU_FLOAT_KERNELS(SumSquaresMulti, sum_squares_multi_kernel);
 COIL_CPU_FLOAT_KERNELS(AdamWMulti, adamw_multi_kernel);
 
 }  // namespace coil::cpu

@@ -109,6 +109,8 @@ const std::vector<OpCase>& op_cases() {
     add_scan_cases(v);
     add_ssd_cases(v);
     add_optimizer_cases(v);
+    add_decode_cases(v);
+    add_multi_tensor_cases(v);
     return v;
   }();
   return cases;

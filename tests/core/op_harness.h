@@ -104,6 +104,8 @@ void add_linattn_chunked_cases(std::vector<OpCase>& cases);
 void add_scan_cases(std::vector<OpCase>& cases);
 void add_ssd_cases(std::vector<OpCase>& cases);
 void add_optimizer_cases(std::vector<OpCase>& cases);
+void add_decode_cases(std::vector<OpCase>& cases);
+void add_multi_tensor_cases(std::vector<OpCase>& cases);
 
 // Names of the ops of COIL_OP_LIST that `cases` do not cover. An F or B op counts as covered only by
 // a case with check_grad; an N op by any case.

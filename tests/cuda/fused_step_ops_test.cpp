@@ -1,7 +1,8 @@
 // The fused training-step ops on CUDA: AddRMSNorm against Add then RMSNorm (bit for bit, forward and
 // backward, on both the block-per-row and the bf16 warp-per-row paths) and against the CPU; the
 // one-pass causal conv1d backward against the CPU at the models' widths; AdamWMulti against one
-// AdamW per tensor (bit for bit on CUDA and on the CPU) across several launches' worth of tensors.
+// AdamW per tensor (bit for bit on CUDA and on the CPU) across several launches' worth of tensors;
+// SumSquaresMulti (the global gradient norm) against per-tensor sums.
 // The CUDA tests skip themselves without a CUDA device; the CPU test always runs.
 #include <gtest/gtest.h>
 
@@ -125,27 +126,43 @@ TEST(CudaFusedOps, Conv1dBackwardMatchesTheCpu) {
   }
 }
 
-// Sizes: 30 tensors (more than one launch's tensors), one larger than a launch's chunks, empty ones.
+// Sizes: 150 tensors (more than two launches' worth at 64 a launch), most not a whole number of
+// blocks or vectors, an empty one and one of 13M elements (thousands of blocks).
 std::vector<Shape> adamw_shapes() {
   std::vector<Shape> s;
-  for (int i = 0; i < 28; ++i) s.push_back({int64_t(1 + 37 * i), int64_t(3 + i % 5)});
+  for (int i = 0; i < 148; ++i) s.push_back({int64_t(1 + 37 * (i % 40)), int64_t(3 + i % 5)});
   s.push_back({0, 4});
   s.push_back({13000000});
   return s;
+}
+
+// Tensor i of check_adamw_multi: every fifth one a view one element into a larger buffer, so its data
+// is not 16-byte aligned (the CUDA kernel's scalar path) while still contiguous.
+Tensor adamw_tensor(const Tensor& full, size_t i) {
+  return i % 5 == 3 ? full.reshape({full.numel()}).narrow(0, 1, full.numel() - 1) : full;
 }
 
 void check_adamw_multi(Device dev, DType t) {
   std::vector<Shape> shapes = adamw_shapes();
   if (!dev.is_cuda()) shapes.back() = {70000};  // keep the CPU run short
   std::vector<Tensor> p1, g, m1, v1, p2, m2, v2;
-  for (const Shape& s : shapes) {
-    p1.push_back(randn(s, t, dev));
-    g.push_back(randn(s, t, dev));
-    m1.push_back(randn(s, t, dev, 0.1));
-    v1.push_back(square(randn(s, t, dev, 0.05)));  // >= 0
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    Shape s = shapes[i];
+    if (i % 5 == 3) s = {shape_numel(s) + 1};
+    p1.push_back(adamw_tensor(randn(s, t, dev), i));
+    g.push_back(adamw_tensor(randn(s, t, dev), i));
+    m1.push_back(adamw_tensor(randn(s, t, dev, 0.1), i));
+    v1.push_back(adamw_tensor(square(randn(s, t, dev, 0.05)), i));  // >= 0
     p2.push_back(p1.back().clone());
     m2.push_back(m1.back().clone());
     v2.push_back(v1.back().clone());
+    if (i % 5 == 3) {  // the copies at the same odd offset
+      for (Tensor* x : {&p2.back(), &m2.back(), &v2.back()}) {
+        Tensor wide = Tensor::zeros({x->numel() + 1}, t, dev);
+        wide.narrow(0, 1, x->numel()).copy_(*x);
+        *x = wide.narrow(0, 1, x->numel());
+      }
+    }
   }
   AdamWParams hp;
   hp.lr = 0.01;
@@ -174,6 +191,38 @@ TEST(CudaFusedOps, AdamWMultiIsAdamWPerTensor) {
 TEST(CpuFusedOps, AdamWMultiIsAdamWPerTensor) {
   check_adamw_multi(Device::cpu(), DType::F32);
   check_adamw_multi(Device::cpu(), DType::F64);
+}
+
+// SumSquaresMulti over 301 tensors (three launches' worth at 128 a launch) of mixed sizes, one of 5M
+// elements and an empty one: each entry against the f64 sum of that tensor's squares (on the CPU,
+// bit for bit sum_squares of the tensor); the same inputs give the same bits.
+void check_sum_squares_multi(Device dev, DType t) {
+  std::vector<Tensor> xs;
+  for (int i = 0; i < 301; ++i) {
+    const Shape s = i == 7 ? Shape{dev.is_cuda() ? 5000000 : 50000}
+                           : i == 150 ? Shape{0, 3} : Shape{int64_t(1 + 53 * (i % 31)), 3};
+    xs.push_back(randn(s, t, dev));
+  }
+  const Tensor got = sum_squares_multi(xs);
+  ASSERT_EQ(got.shape(), (Shape{301}));
+  EXPECT_EQ(got.dtype(), t == DType::F64 ? DType::F64 : DType::F32);
+  const std::vector<double> g = host(got), again = host(sum_squares_multi(xs));
+  const double tol = t == DType::F64 ? 1e-12 : 1e-6;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double want = sum_squares(xs[i].to(Device::cpu()).to(DType::F64)).item();
+    EXPECT_NEAR(g[i], want, tol * want) << dtype_name(t) << " tensor " << i;
+    EXPECT_EQ(again[i], g[i]) << "not deterministic: " << dtype_name(t) << " tensor " << i;
+    if (!dev.is_cuda()) EXPECT_EQ(g[i], sum_squares(xs[i]).item()) << dtype_name(t) << " tensor " << i;
+  }
+}
+
+TEST(CudaFusedOps, SumSquaresMultiIsTheSumOfEverySquare) {
+  REQUIRE_CUDA();
+  for (DType t : {DType::F32, DType::F64, DType::BF16}) check_sum_squares_multi(Device::cuda(), t);
+}
+
+TEST(CpuFusedOps, SumSquaresMultiIsTheSumOfEverySquare) {
+  for (DType t : {DType::F32, DType::F64}) check_sum_squares_multi(Device::cpu(), t);
 }
 
 }  // namespace
