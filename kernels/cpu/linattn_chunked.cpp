@@ -2,8 +2,9 @@
 // in core/op_list.h; the algorithm of spec/models.md section 7, the composed form of
 // layers/linattn_chunked.cpp): plain loops per (batch, head) in double, the oracle of the CUDA kernels.
 // Layouts: q, k (B, T, H, D), v, y (B, T, H, Dv), a (B, T, H), den (B, H, T), S0, S (B, H, F, Dv), z0, z
-// (B, H, F), Sc (nc, B, H, F, Dv), zc (nc, B, H, F) (z0, z, zc and den with sm_norm only); everything but q, k, v, y in the statistics dtype
-// (the input dtype here). ks = s k; q^ = phi(q), k^ = phi(ks) with the symmetric square map for power 2.
+// (B, H, F), Sc (nc, B, H, F, Dv), zc (nc, B, H, F) (z0, z, zc and den with sm_norm only); everything
+// but q, k, v, y in the statistics dtype (the input dtype here). ks = s k; q^ = phi(q), k^ = phi(ks)
+// with the symmetric square map for power 2.
 //
 // Forward, per chunk c (tokens c0 .. c0+L-1, local cumsum b_i of a, B = b_{L-1}), entering state S, z:
 //   num_i = sum_{j<=i} w_ij e^{b_i-b_j} v_j + e^{b_i} q^_i.S,  den_i likewise with 1 and z

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <mutex>
 #include <type_traits>
 
 #include "core/ops.h"
@@ -61,16 +62,17 @@ Geo geo_of(const KernelArgs& a, const Tensor& q, const Tensor& v) {
 __device__ __forceinline__ float dexp(float x) { return expf(x); }
 __device__ __forceinline__ double dexp(double x) { return ::exp(x); }
 
-// Pair (p, r), p <= r, of feature f of the symmetric map (a-major), and its coefficient.
+// Pair (p, r), p <= r, of feature f of the symmetric map (a-major: feature p * D - p (p - 1) / 2 + (r - p)).
+// p from the closed form of the row starts, corrected by at most a step for the float square root.
 __device__ __forceinline__ void feature_pair(int64_t f, int64_t D, int& p, int& r) {
-  int pp = 0;
-  int64_t rem = f;
-  while (rem >= D - pp) {
-    rem -= D - pp;
-    ++pp;
-  }
+  const double w = double(2 * D + 1);
+  int pp = int((w - sqrt(w * w - 8.0 * double(f))) * 0.5);
+  auto start = [D](int x) { return int64_t(x) * D - int64_t(x) * (x - 1) / 2; };
+  pp = pp < 0 ? 0 : (pp >= D ? int(D - 1) : pp);
+  while (pp > 0 && start(pp) > f) --pp;
+  while (pp + 1 < D && start(pp + 1) <= f) ++pp;
   p = pp;
-  r = int(pp + rem);
+  r = int(pp + (f - start(pp)));
 }
 __device__ __forceinline__ int64_t pair_index(int p, int r, int64_t D) {
   return int64_t(p) * D - int64_t(p) * (p - 1) / 2 + (r - p);
@@ -225,9 +227,70 @@ __global__ void output_kernel(Geo g, const TC* num, const TC* den, T* y, TS* den
   }
 }
 
+// fp32 operands on TF32 tensor cores with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_TF32), for bf16
+// inputs only: their q, k, v are exact in TF32 and the features and states keep 10 mantissa bits, 4x the
+// precision of the bf16 the op's inputs come in (the f32 and f64 paths stay exact, gemm.h). Returns false,
+// having launched nothing, when cuBLASLt offers no algorithm (the caller then runs the exact GEMM).
+bool gemm_tf32(const GemmCall& g, int device, cudaStream_t stream) {
+  static std::mutex mu;
+  static cublasLtHandle_t handles[64] = {};
+  cublasLtHandle_t h;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    COIL_INTERNAL_ASSERT(device >= 0 && device < 64, "device ", device);
+    if (!handles[device]) COIL_CUBLAS_CHECK(cublasLtCreate(&handles[device]));
+    h = handles[device];
+  }
+  if (g.batch > INT32_MAX) return false;
+  const int64_t sa = g.batch > 1 ? g.stride_a : 0, sb = g.batch > 1 ? g.stride_b : 0;
+  const int64_t sc = g.batch > 1 ? g.stride_c : 0;
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  auto layout = [&](cublasLtMatrixLayout_t& l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
+    COIL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, uint64_t(rows), uint64_t(cols), ld));
+    const int32_t count = int32_t(g.batch);
+    COIL_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    COIL_CUBLAS_CHECK(
+        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+  };
+  COIL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F_FAST_TF32, CUDA_R_32F));
+  // Row-major C = A B is column-major C^T = B^T A^T: cuBLASLt's A is our B and its B our A.
+  const int32_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  COIL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  COIL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  if (g.trans_b) layout(la, g.K, g.N, g.K, sb);
+  else layout(la, g.N, g.K, g.N, sb);
+  if (g.trans_a) layout(lb, g.M, g.K, g.M, sa);
+  else layout(lb, g.K, g.M, g.K, sa);
+  layout(lc, g.N, g.M, g.N, sc);
+  const uint64_t ws_bytes = uint64_t(32) << 20;
+  COIL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  COIL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                         sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t res{};
+  int found = 0;
+  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, lc, lc, pref, 1, &res, &found);
+  bool ok = hs == CUBLAS_STATUS_SUCCESS && found > 0;
+  if (ok) {
+    Tensor ws = Tensor::empty({int64_t(ws_bytes / 4)}, DType::F32, Device::cuda(device));
+    const float alpha = 1.0f, beta = g.accumulate ? 1.0f : 0.0f;
+    COIL_CUBLAS_CHECK(cublasLtMatmul(h, desc, &alpha, g.b, la, g.a, lb, &beta, g.c, lc, g.c, lc, &res.algo,
+                                     ws.data<float>(), ws_bytes, stream));
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  cublasLtMatrixLayoutDestroy(la);
+  cublasLtMatrixLayoutDestroy(lb);
+  cublasLtMatrixLayoutDestroy(lc);
+  cublasLtMatmulDescDestroy(desc);
+  return ok;
+}
+
+// One strided-batched GEMM in the compute type (gemm.h's row-major convention); `fast`: TF32 (above).
 template <typename TC>
-void bgemm(cudaStream_t stream, int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch,
-           const TC* a, int64_t sa, const TC* b, int64_t sb, TC* c, int64_t sc, bool accumulate = false) {
+void bgemm(bool fast, cudaStream_t stream, int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+           int64_t batch, const TC* a, int64_t sa, const TC* b, int64_t sb, TC* c, int64_t sc,
+           bool accumulate = false) {
   if (batch <= 0) return;
   GemmCall call;
   call.dtype = dtype_of<TC>();
@@ -244,6 +307,8 @@ void bgemm(cudaStream_t stream, int device, bool ta, bool tb, int64_t M, int64_t
   call.c = c;
   call.stride_c = sc;
   call.accumulate = accumulate;
+  if constexpr (std::is_same_v<TC, float>)
+    if (fast && gemm_tf32(call, device, stream)) return;
   gemm(call, device, stream);
 }
 
@@ -279,6 +344,7 @@ void chunked_forward(const KernelArgs& a) {
   TS* den_out = g.sm ? a.out[5].data<TS>() : nullptr;
   LaunchContext ctx(q);
   const cudaStream_t stream = ctx.stream;
+  const bool fast = std::is_same_v<T, bf16_t>;  // TF32 GEMMs for bf16 inputs
   const int dev = q.device().index;
   const Device dv = q.device();
   const int64_t C = g.C, D = g.D, Dv = g.Dv, F = g.F, N = g.N, BH = g.BH;
@@ -296,11 +362,11 @@ void chunked_forward(const KernelArgs& a) {
   TC* Wt = scratch<TC>(hW, N * C * C, dv);
   TC* num = scratch<TC>(hNum, N * C * Dv, dv);
   TC* den = scratch<TC>(hDen, N * C, dv);
-  bgemm<TC>(stream, dev, false, true, C, C, D, N, Q, C * D, K, C * D, Wt, C * C);
+  bgemm<TC>(fast, stream, dev, false, true, C, C, D, N, Q, C * D, K, C * D, Wt, C * C);
   LAUNCH(mask_kernel<TC COMMA TS>, N * C * C)(g, bl, Wt);
   if (g.sm) LAUNCH(row_sum_kernel<TC>, N * C)(N * C, C, Wt, den, false);
   COIL_CUDA_CHECK_LAUNCH("linattn_chunked mask");
-  bgemm<TC>(stream, dev, false, false, C, Dv, C, N, Wt, C * C, V, C * Dv, num, C * Dv);
+  bgemm<TC>(fast, stream, dev, false, false, C, Dv, C, N, Wt, C * C, V, C * Dv, num, C * Dv);
   hW = Tensor();
   // State contributions by groups of chunks, then the scan.
   const int64_t gc = group_chunks(g, sizeof(TC));
@@ -312,10 +378,10 @@ void chunked_forward(const KernelArgs& a) {
     COIL_CUDA_CHECK_LAUNCH("linattn_chunked features");
     // Chunks c0 .. min(c1, nc - 1) - 1 into Sc slots c + 1; the last chunk into S.
     const int64_t inner = std::min(c1, g.nc - 1) - c0;
-    bgemm<TC>(stream, dev, true, false, F, Dv, C, inner * BH, P, C * F, V + n0 * C * Dv, C * Dv,
+    bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, inner * BH, P, C * F, V + n0 * C * Dv, C * Dv,
               Sc + (c0 + 1) * BH * F * Dv, F * Dv);
     if (c1 == g.nc)
-      bgemm<TC>(stream, dev, true, false, F, Dv, C, BH, P + inner * BH * C * F, C * F,
+      bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, BH, P + inner * BH * C * F, C * F,
                 V + (g.nc - 1) * BH * C * Dv, C * Dv, S, F * Dv);
     if (g.sm) LAUNCH(col_sum_kernel<TC COMMA TS>, cnt * F)(g, n0, cnt, P, zc, z);
   }
@@ -326,9 +392,9 @@ void chunked_forward(const KernelArgs& a) {
   for (int64_t c0 = 0; c0 < g.nc; c0 += gc) {
     const int64_t c1 = std::min(g.nc, c0 + gc), cnt = (c1 - c0) * BH, n0 = c0 * BH;
     LAUNCH(features_kernel<TC COMMA TS>, cnt * C * F)(g, n0, cnt, Q, bl, 0, P);
-    bgemm<TC>(stream, dev, false, false, C, Dv, F, cnt, P, C * F, Sc + n0 * F * Dv, F * Dv, num + n0 * C * Dv,
+    bgemm<TC>(fast, stream, dev, false, false, C, Dv, F, cnt, P, C * F, Sc + n0 * F * Dv, F * Dv, num + n0 * C * Dv,
               C * Dv, true);
-    if (g.sm) bgemm<TC>(stream, dev, false, false, C, 1, F, cnt, P, C * F, zc + n0 * F, F, den + n0 * C, C, true);
+    if (g.sm) bgemm<TC>(fast, stream, dev, false, false, C, 1, F, cnt, P, C * F, zc + n0 * F, F, den + n0 * C, C, true);
   }
   LAUNCH(output_kernel<T COMMA TC COMMA TS>, N * C * Dv)(g, num, den, y, den_out);
   COIL_CUDA_CHECK_LAUNCH("linattn_chunked output");
@@ -447,22 +513,36 @@ __global__ void state_dot_kernel(Geo g, int64_t E, const TS* Gs, const TS* Sc, c
   if (threadIdx.x == 0) out[n] = part[0];
 }
 
-// db per tile and da (B, T, H): db_i = rq_i - rk_i + sum_j G_ij - sum_j G_ji; db_{C-1} += e^B sd + sum rk;
-// da = reverse cumsum in the tile.
+// db per tile and da (B, T, H), one block per tile n: db_i = rq_i - rk_i + sum_j G_ij - sum_j G_ji
+// (thread per i), db_{C-1} += e^B sd + sum rk; da = the reverse cumsum in the tile (one thread, C steps).
 template <typename TC, typename TS>
 __global__ void decay_grad_kernel(Geo g, const TS* bl, const TC* rq, const TC* rk, const TC* Gm, const TS* sd,
-                                  TS* da) {
-  for (int64_t n = grid_index(); n < g.N; n += grid_stride()) {
-    TS dB = dexp(bl[n * g.C + g.C - 1]) * sd[n];
-    for (int64_t i = 0; i < g.C; ++i)
-      for (int64_t p = 0; p < g.D; ++p) dB += TS(rk[(n * g.C + i) * g.D + p]);
-    TS acc = dB;
+                                  TS* da, TS* dbw) {
+  const int64_t n = blockIdx.x;
+  TS* db = dbw + n * g.C;
+  TS krow = 0;  // this thread's share of sum rk
+  for (int64_t i = threadIdx.x; i < g.C; i += blockDim.x) {
+    TS v = 0, k = 0;
+    for (int64_t p = 0; p < g.D; ++p) {
+      v += TS(rq[(n * g.C + i) * g.D + p]);
+      k += TS(rk[(n * g.C + i) * g.D + p]);
+    }
+    const TC* G = Gm + n * g.C * g.C;
+    for (int64_t j = 0; j < g.C; ++j) v += TS(G[i * g.C + j]) - TS(G[j * g.C + i]);
+    db[i] = v - k;
+    krow += k;
+  }
+  __shared__ TS part[kThreads];
+  part[threadIdx.x] = krow;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (int(threadIdx.x) < s) part[threadIdx.x] += part[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    TS acc = dexp(bl[n * g.C + g.C - 1]) * sd[n] + part[0];
     for (int64_t i = g.C - 1; i >= 0; --i) {
-      TS db = 0;
-      for (int64_t p = 0; p < g.D; ++p) db += TS(rq[(n * g.C + i) * g.D + p]) - TS(rk[(n * g.C + i) * g.D + p]);
-      const TC* G = Gm + n * g.C * g.C;
-      for (int64_t j = 0; j < g.C; ++j) db += TS(G[i * g.C + j]) - TS(G[j * g.C + i]);
-      acc += db;
+      acc += db[i];
       int64_t b, h, t;
       tile_token(g, n, i, b, h, t);
       if (t < g.T) da[(b * g.T + t) * g.H + h] = acc;
@@ -501,6 +581,7 @@ void chunked_backward(const KernelArgs& a) {
   TS* dz0 = g.sm ? a.out[5].data<TS>() : nullptr;
   LaunchContext ctx(q);
   const cudaStream_t stream = ctx.stream;
+  const bool fast = std::is_same_v<T, bf16_t>;  // TF32 GEMMs for bf16 inputs
   const int dev = q.device().index;
   const Device dv = q.device();
   const int64_t C = g.C, D = g.D, Dv = g.Dv, F = g.F, N = g.N, BH = g.BH;
@@ -530,14 +611,14 @@ void chunked_backward(const KernelArgs& a) {
     COIL_CUDA_CHECK_LAUNCH("linattn_chunked backward features");
     const int64_t skip = c0 == 0 ? 1 : 0;  // chunk 0 writes dS0
     if (skip) {
-      bgemm<TC>(stream, dev, true, false, F, Dv, C, BH, P, C * F, dnum, C * Dv, dS0, F * Dv);
-      if (g.sm) bgemm<TC>(stream, dev, true, false, F, 1, C, BH, P, C * F, dden, C, dz0, F);
+      bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, BH, P, C * F, dnum, C * Dv, dS0, F * Dv);
+      if (g.sm) bgemm<TC>(fast, stream, dev, true, false, F, 1, C, BH, P, C * F, dden, C, dz0, F);
     }
     const int64_t m0 = skip * BH;  // first tile of the group written into Gs
-    bgemm<TC>(stream, dev, true, false, F, Dv, C, cnt - m0, P + m0 * C * F, C * F, dnum + (n0 + m0) * C * Dv,
+    bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, cnt - m0, P + m0 * C * F, C * F, dnum + (n0 + m0) * C * Dv,
               C * Dv, Gs + (n0 + m0 - BH) * F * Dv, F * Dv);
     if (g.sm)
-      bgemm<TC>(stream, dev, true, false, F, 1, C, cnt - m0, P + m0 * C * F, C * F, dden + (n0 + m0) * C, C,
+      bgemm<TC>(fast, stream, dev, true, false, F, 1, C, cnt - m0, P + m0 * C * F, C * F, dden + (n0 + m0) * C, C,
                 Gz + (n0 + m0 - BH) * F, F);
   }
   LAUNCH(scan_bwd_kernel<TS>, BH * F * Dv)(g, F * Dv, bl, dS, Gs, dS0);
@@ -557,14 +638,14 @@ void chunked_backward(const KernelArgs& a) {
     const int64_t c1 = std::min(g.nc, c0 + gc), cnt = (c1 - c0) * BH, n0 = c0 * BH;
     // Keys: dphi(K) = e^{B-b} (V G^T + gz); dV = (phi(K) e^{B-b}) G.
     LAUNCH(features_kernel<TC COMMA TS>, cnt * C * F)(g, n0, cnt, K, bl, 1, P);
-    bgemm<TC>(stream, dev, false, false, C, Dv, F, cnt, P, C * F, Gs + n0 * F * Dv, F * Dv, dV + n0 * C * Dv,
+    bgemm<TC>(fast, stream, dev, false, false, C, Dv, F, cnt, P, C * F, Gs + n0 * F * Dv, F * Dv, dV + n0 * C * Dv,
               C * Dv);
-    bgemm<TC>(stream, dev, false, true, C, F, Dv, cnt, V + n0 * C * Dv, C * Dv, Gs + n0 * F * Dv, F * Dv, DP,
+    bgemm<TC>(fast, stream, dev, false, true, C, F, Dv, cnt, V + n0 * C * Dv, C * Dv, Gs + n0 * F * Dv, F * Dv, DP,
               C * F);
     LAUNCH(dfeat_scale_kernel<TC COMMA TS>, cnt * C * F)(g, n0, cnt, bl, 1, g.sm ? Gz : nullptr, dden, DP);
     LAUNCH(dfeat_chain_kernel<TC>, cnt * C * D)(g, n0, cnt, K, DP, dK, rk);
     // Queries: dphi(Q) = e^b (dnum S^T + dden z).
-    bgemm<TC>(stream, dev, false, true, C, F, Dv, cnt, dnum + n0 * C * Dv, C * Dv, Sc + n0 * F * Dv, F * Dv, DP,
+    bgemm<TC>(fast, stream, dev, false, true, C, F, Dv, cnt, dnum + n0 * C * Dv, C * Dv, Sc + n0 * F * Dv, F * Dv, DP,
               C * F);
     LAUNCH(dfeat_scale_kernel<TC COMMA TS>, cnt * C * F)(g, n0, cnt, bl, 0, g.sm ? zc : nullptr, dden, DP);
     LAUNCH(dfeat_chain_kernel<TC>, cnt * C * D)(g, n0, cnt, Q, DP, dQ, rq);
@@ -577,14 +658,18 @@ void chunked_backward(const KernelArgs& a) {
   TC* U = scratch<TC>(hU, N * C * C, dv);
   TC* DW = scratch<TC>(hDW, N * C * C, dv);
   TC* Gm = scratch<TC>(hGm, N * C * C, dv);
-  bgemm<TC>(stream, dev, false, true, C, C, D, N, Q, C * D, K, C * D, U, C * C);
-  bgemm<TC>(stream, dev, false, true, C, C, Dv, N, dnum, C * Dv, V, C * Dv, DW, C * C);
+  bgemm<TC>(fast, stream, dev, false, true, C, C, D, N, Q, C * D, K, C * D, U, C * C);
+  bgemm<TC>(fast, stream, dev, false, true, C, C, Dv, N, dnum, C * Dv, V, C * Dv, DW, C * C);
   LAUNCH(tile_bwd_kernel<TC COMMA TS>, N * C * C)(g, bl, dden, U, DW, Gm);
   COIL_CUDA_CHECK_LAUNCH("linattn_chunked backward tile");
-  bgemm<TC>(stream, dev, false, false, C, D, C, N, DW, C * C, K, C * D, dQ, C * D, true);
-  bgemm<TC>(stream, dev, true, false, C, D, C, N, DW, C * C, Q, C * D, dK, C * D, true);
-  bgemm<TC>(stream, dev, true, false, C, Dv, C, N, U, C * C, dnum, C * Dv, dV, C * Dv, true);
-  if (da) LAUNCH(decay_grad_kernel<TC COMMA TS>, N)(g, bl, rq, rk, Gm, sd, da);
+  bgemm<TC>(fast, stream, dev, false, false, C, D, C, N, DW, C * C, K, C * D, dQ, C * D, true);
+  bgemm<TC>(fast, stream, dev, true, false, C, D, C, N, DW, C * C, Q, C * D, dK, C * D, true);
+  bgemm<TC>(fast, stream, dev, true, false, C, Dv, C, N, U, C * C, dnum, C * Dv, dV, C * Dv, true);
+  if (da) {
+    Tensor hDb;
+    TS* dbw = scratch<TS>(hDb, N * C, dv);
+    decay_grad_kernel<TC, TS><<<unsigned(N), kThreads, 0, stream>>>(g, bl, rq, rk, Gm, sd, da, dbw);
+  }
   LAUNCH(unstage_kernel<T COMMA TC>, N * C * D)(g, dQ, D, TC(1), a.out[0].data<T>());
   LAUNCH(unstage_kernel<T COMMA TC>, N * C * D)(g, dK, D, TC(g.scale), a.out[1].data<T>());
   LAUNCH(unstage_kernel<T COMMA TC>, N * C * Dv)(g, dV, Dv, TC(1), a.out[2].data<T>());

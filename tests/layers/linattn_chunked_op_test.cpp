@@ -55,7 +55,8 @@ TEST(LinAttnChunkedOp, MatchesComposedAndQuadraticWithStatesAndGradients) {
           for (int64_t chunk : {1, 3, 4, 16}) {
             const LinAttnOptions o{p, sm, 0.5};
             const int64_t T = 11;
-            Leaves x = make_leaves(2, T, 2, 3, 2, o, decay, state, seed), y = make_leaves(2, T, 2, 3, 2, o, decay, state, seed);
+            Leaves x = make_leaves(2, T, 2, 3, 2, o, decay, state, seed);
+            Leaves y = make_leaves(2, T, 2, 3, 2, o, decay, state, seed);
             ++seed;
             LinAttnState in_x{x.S0, x.z0}, in_y{y.S0, y.z0}, out_x, out_y;
             Tensor yx = linattn_chunked(x.q, x.k, x.v, x.a, o, chunk, &in_x, &out_x);
