@@ -73,17 +73,25 @@ __device__ __forceinline__ S dexp(S x) {
   else return ::exp(x);
 }
 
-// bcs (B, H, Tp): the chunk-local cumsum of a, 0 past T. One thread per (b, h, chunk).
+// bcs (B, H, Tp): the chunk-local cumsum of a, 0 past T. One warp per (b, h, chunk) (blockDim (32, 8)),
+// a warp prefix sum over each 32 tokens plus the carry.
 template <typename S>
 __global__ void cumsum_kernel(Geo g, const S* __restrict__ a, S* __restrict__ bcs) {
-  for (int64_t e = grid_index(); e < g.B * g.H * g.nc; e += grid_stride()) {
-    const int64_t bh = e / g.nc, c = e - bh * g.nc;
-    S acc = 0;
-    for (int64_t i = 0; i < g.C; ++i) {
-      const int64_t t = c * g.C + i;
-      if (t < g.T) acc += a[bh * g.T + t];
-      bcs[bh * g.Tp + t] = acc;
+  const int64_t e = int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  if (e >= g.B * g.H * g.nc) return;  // whole warps
+  const int64_t bh = e / g.nc, c = e - bh * g.nc;
+  const int lane = int(threadIdx.x);
+  S carry = 0;
+  for (int64_t i0 = 0; i0 < g.C; i0 += 32) {
+    const int64_t i = i0 + lane, t = c * g.C + i;
+    S x = (i < g.C && t < g.T) ? a[bh * g.T + t] : S(0);
+    for (int off = 1; off < 32; off <<= 1) {
+      const S y = __shfl_up_sync(0xffffffffu, x, off);
+      if (lane >= off) x += y;
     }
+    x += carry;
+    if (i < g.C) bcs[bh * g.Tp + t] = x;
+    carry = __shfl_sync(0xffffffffu, x, 31);
   }
 }
 
@@ -107,52 +115,60 @@ __global__ void unpad_kernel(int64_t R, int64_t Tn, int64_t Tp, int64_t W, const
   }
 }
 
-// M (B, H, nc, C, C) = scores (B, G, nc, C, C) e^{b_i - b_j} for j <= i, else 0.
+// M (B, H, nc, C, C) = scores (B, G, nc, C, C) e^{b_i - b_j} for j <= i, else 0. One block per
+// (b, h, chunk), threads (32, 8) over (j, i): no index division per element.
 template <typename T, typename S>
 __global__ void mask_kernel(Geo g, const T* __restrict__ scores, const S* __restrict__ bcs, T* __restrict__ M) {
+  const int64_t bhc = blockIdx.x, c = bhc % g.nc, bh = bhc / g.nc, h = bh % g.H, b = bh / g.H;
   const int64_t CC = g.C * g.C;
-  for (int64_t e = grid_index(); e < g.B * g.H * g.nc * CC; e += grid_stride()) {
-    const int64_t ij = e % CC, bhc = e / CC, c = bhc % g.nc, bh = bhc / g.nc, h = bh % g.H, b = bh / g.H;
-    const int64_t i = ij / g.C, j = ij - i * g.C;
-    S val = 0;
-    if (j <= i) {
-      const S* bb = bcs + bh * g.Tp + c * g.C;
-      val = S(to_compute(scores[((b * g.G + h / g.hpg) * g.nc + c) * CC + ij])) * dexp(bb[i] - bb[j]);
-    }
-    M[e] = from_compute<T>(val);
+  const S* bb = bcs + bh * g.Tp + c * g.C;
+  const T* sb = scores + ((b * g.G + h / g.hpg) * g.nc + c) * CC;
+  T* mb = M + bhc * CC;
+  for (int64_t i = threadIdx.y; i < g.C; i += blockDim.y) {
+    const S bi = bb[i];
+    for (int64_t j = threadIdx.x; j < g.C; j += blockDim.x)
+      mb[i * g.C + j] = from_compute<T>(j <= i ? S(to_compute(sb[i * g.C + j])) * dexp(bi - bb[j]) : S(0));
   }
 }
 
-// dst (grouped token layout) = src (B, H, Tp, W = P) e^{b_L - b_t} (to_end) or e^{b_t}.
+// Token rows: grid (B H, ceil(Tp / 8)), threads (32, 8): one row (b, h, t) per threadIdx.y, P along x.
+// dst (grouped token layout) = src (B, H, Tp, P) e^{b_L - b_t} (to_end) or e^{b_t}.
 template <typename T, typename S>
 __global__ void token_scale_kernel(Geo g, const T* __restrict__ src, const S* __restrict__ bcs, bool to_end,
                                    T* __restrict__ dst) {
-  for (int64_t e = grid_index(); e < g.B * g.H * g.Tp * g.P; e += grid_stride()) {
-    const int64_t p = e % g.P, bht = e / g.P, t = bht % g.Tp, bh = bht / g.Tp, h = bh % g.H, b = bh / g.H;
-    const int64_t c = t / g.C, i = t - c * g.C;
-    const S bt = bcs[bh * g.Tp + t];
-    const S f = to_end ? dexp(bcs[bh * g.Tp + c * g.C + g.C - 1] - bt) : dexp(bt);
-    dst[g.gtok(b, h, c, i, p)] = from_compute<T>(S(to_compute(src[e])) * f);
-  }
+  const int64_t bh = blockIdx.x, h = bh % g.H, b = bh / g.H;
+  const int64_t t = int64_t(blockIdx.y) * blockDim.y + threadIdx.y;
+  if (t >= g.Tp) return;
+  const int64_t c = t / g.C, i = t - c * g.C;
+  const S bt = bcs[bh * g.Tp + t];
+  const S f = to_end ? dexp(bcs[bh * g.Tp + c * g.C + g.C - 1] - bt) : dexp(bt);
+  const T* srow = src + (bh * g.Tp + t) * g.P;
+  T* drow = dst + g.gtok(b, h, c, i, 0);
+  for (int64_t p = threadIdx.x; p < g.P; p += blockDim.x) drow[p] = from_compute<T>(S(to_compute(srow[p])) * f);
 }
 
 // out (B, H, T, P) = base (B, H, Tp, P) + f_t grouped (grouped token layout), f_t = e^{b_t} (the readout
-// into y) or e^{b_L - b_t} (the state's gradient into dv).
+// into y) or e^{b_L - b_t} (the state's gradient into dv). Rows as token_scale_kernel.
 template <typename T, typename S>
 __global__ void combine_kernel(Geo g, const T* __restrict__ base, const T* __restrict__ grouped,
                                const S* __restrict__ bcs, bool to_end, T* __restrict__ out) {
-  for (int64_t e = grid_index(); e < g.B * g.H * g.T * g.P; e += grid_stride()) {
-    const int64_t p = e % g.P, bht = e / g.P, t = bht % g.T, bh = bht / g.T, h = bh % g.H, b = bh / g.H;
-    const int64_t c = t / g.C, i = t - c * g.C;
-    const S bt = bcs[bh * g.Tp + t];
-    const S f = to_end ? dexp(bcs[bh * g.Tp + c * g.C + g.C - 1] - bt) : dexp(bt);
-    out[e] = from_compute<T>(S(to_compute(base[(bh * g.Tp + t) * g.P + p])) +
-                             f * S(to_compute(grouped[g.gtok(b, h, c, i, p)])));
-  }
+  const int64_t bh = blockIdx.x, h = bh % g.H, b = bh / g.H;
+  const int64_t t = int64_t(blockIdx.y) * blockDim.y + threadIdx.y;
+  if (t >= g.T) return;
+  const int64_t c = t / g.C, i = t - c * g.C;
+  const S bt = bcs[bh * g.Tp + t];
+  const S f = to_end ? dexp(bcs[bh * g.Tp + c * g.C + g.C - 1] - bt) : dexp(bt);
+  const T *brow = base + (bh * g.Tp + t) * g.P, *grow = grouped + g.gtok(b, h, c, i, 0);
+  T* orow = out + (bh * g.T + t) * g.P;
+  for (int64_t p = threadIdx.x; p < g.P; p += blockDim.x)
+    orow[p] = from_compute<T>(S(to_compute(brow[p])) + f * S(to_compute(grow[p])));
 }
 
 // The inter-chunk scan, one thread per (b, h, p, n): sc[c] = S entering chunk c (saved, statistics
-// precision), Sx its copy in the GEMM dtype (grouped state layout), sT the final state.
+// precision), Sx its copy in the GEMM dtype (grouped state layout), sT the final state. The loads of
+// kUnroll chunks are issued before their sequential updates, so the chain waits on memory less often.
+constexpr int kUnroll = 4;
+
 template <typename T, typename S>
 __global__ void scan_fwd_kernel(Geo g, const S* __restrict__ bcs, const T* __restrict__ local,
                                 const S* __restrict__ s0, S* __restrict__ sc, T* __restrict__ Sx, S* __restrict__ sT) {
@@ -160,102 +176,117 @@ __global__ void scan_fwd_kernel(Geo g, const S* __restrict__ bcs, const T* __res
   for (int64_t e = grid_index(); e < g.B * g.H * PN; e += grid_stride()) {
     const int64_t pn = e % PN, bh = e / PN, h = bh % g.H, b = bh / g.H, p = pn / g.N, n = pn - p * g.N;
     S s = s0 ? s0[e] : S(0);
-    for (int64_t c = 0; c < g.nc; ++c) {
-      sc[(bh * g.nc + c) * PN + pn] = s;
-      const int64_t gi = g.gstate(b, h, c, p, n);
-      Sx[gi] = from_compute<T>(s);
-      s = dexp(bcs[bh * g.Tp + c * g.C + g.C - 1]) * s + S(to_compute(local[gi]));
+    for (int64_t c0 = 0; c0 < g.nc; c0 += kUnroll) {
+      S l[kUnroll], d[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (c0 + u < g.nc) {
+          l[u] = S(to_compute(local[g.gstate(b, h, c0 + u, p, n)]));
+          d[u] = dexp(bcs[bh * g.Tp + (c0 + u) * g.C + g.C - 1]);
+        }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (c0 + u < g.nc) {
+          sc[(bh * g.nc + c0 + u) * PN + pn] = s;
+          Sx[g.gstate(b, h, c0 + u, p, n)] = from_compute<T>(s);
+          s = d[u] * s + l[u];
+        }
     }
     sT[e] = s;
   }
 }
 
-// Sx (grouped state layout, GEMM dtype) = sc (B, H, nc, P, N).
-template <typename T, typename S>
-__global__ void states_to_grouped_kernel(Geo g, const S* __restrict__ sc, T* __restrict__ Sx) {
-  const int64_t PN = g.P * g.N;
-  for (int64_t e = grid_index(); e < g.B * g.H * g.nc * PN; e += grid_stride()) {
-    const int64_t pn = e % PN, bhc = e / PN, c = bhc % g.nc, bh = bhc / g.nc, h = bh % g.H, b = bh / g.H;
-    Sx[g.gstate(b, h, c, pn / g.N, pn % g.N)] = from_compute<T>(sc[e]);
-  }
-}
-
 // The reverse scan of the state's gradient, one thread per (b, h, p, n): dSx[c] = D_c (the gradient
-// of the state leaving chunk c, GEMM dtype, grouped), ddec[b, h, c] += e^{b_L} D_c S_c summed over
-// (p, n), ds0 = D entering chunk 0. When P N is a multiple of 32 a warp shares (b, h) and reduces
-// before its one atomic.
+// of the state leaving chunk c, GEMM dtype, grouped), Sx[c] = S_c (sc in the GEMM dtype, grouped, for
+// the GEMMs after it), ddec[b, h, c] += e^{b_L} D_c S_c summed over (p, n), ds0 = D entering chunk 0.
+// When P N is a multiple of 32 a warp shares (b, h) and reduces before its one atomic.
 template <typename T, typename S>
 __global__ void scan_bwd_kernel(Geo g, const S* __restrict__ bcs, const T* __restrict__ R,
                                 const S* __restrict__ sc, const S* __restrict__ dsT, T* __restrict__ dSx,
-                                S* __restrict__ ddec, S* __restrict__ ds0) {
+                                T* __restrict__ Sx, S* __restrict__ ddec, S* __restrict__ ds0) {
   const int64_t PN = g.P * g.N;
   const bool warp_uniform = PN % 32 == 0;
   for (int64_t e = grid_index(); e < g.B * g.H * PN; e += grid_stride()) {
     const int64_t pn = e % PN, bh = e / PN, h = bh % g.H, b = bh / g.H, p = pn / g.N, n = pn - p * g.N;
     S d = dsT ? dsT[e] : S(0);
-    for (int64_t c = g.nc - 1; c >= 0; --c) {
-      const int64_t gi = g.gstate(b, h, c, p, n);
-      dSx[gi] = from_compute<T>(d);
-      const S eL = dexp(bcs[bh * g.Tp + c * g.C + g.C - 1]);
-      S part = eL * d * sc[(bh * g.nc + c) * PN + pn];
-      if (warp_uniform) {
-        for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
-        if ((threadIdx.x & 31) == 0) atomicAdd(&ddec[bh * g.nc + c], part);
-      } else {
-        atomicAdd(&ddec[bh * g.nc + c], part);
-      }
-      d = eL * d + S(to_compute(R[gi]));
+    for (int64_t c0 = g.nc - 1; c0 >= 0; c0 -= kUnroll) {
+      S r[kUnroll], st[kUnroll], eL[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (c0 - u >= 0) {
+          const int64_t c = c0 - u;
+          r[u] = S(to_compute(R[g.gstate(b, h, c, p, n)]));
+          st[u] = sc[(bh * g.nc + c) * PN + pn];
+          eL[u] = dexp(bcs[bh * g.Tp + c * g.C + g.C - 1]);
+        }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (c0 - u >= 0) {
+          const int64_t c = c0 - u, gi = g.gstate(b, h, c, p, n);
+          dSx[gi] = from_compute<T>(d);
+          Sx[gi] = from_compute<T>(st[u]);
+          S part = eL[u] * d * st[u];
+          if (warp_uniform) {
+            for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+            if ((threadIdx.x & 31) == 0) atomicAdd(&ddec[bh * g.nc + c], part);
+          } else {
+            atomicAdd(&ddec[bh * g.nc + c], part);
+          }
+          d = eL[u] * d + r[u];
+        }
     }
     ds0[e] = d;
   }
 }
 
-// dscore (B, G, nc, C, C) = sum over the group's heads of dM e^{b_i - b_j} for j <= i, else 0.
+// dscore (B, G, nc, C, C) = sum over the group's heads of dM e^{b_i - b_j} for j <= i, else 0. One block
+// per (b, g, chunk), threads (32, 8) over (j, i).
 template <typename T, typename S>
 __global__ void dscore_kernel(Geo g, const T* __restrict__ dM, const S* __restrict__ bcs, T* __restrict__ dscore) {
   const int64_t CC = g.C * g.C;
-  for (int64_t e = grid_index(); e < g.B * g.G * g.nc * CC; e += grid_stride()) {
-    const int64_t ij = e % CC, bgc = e / CC, c = bgc % g.nc, bg = bgc / g.nc, gi = bg % g.G, b = bg / g.G;
-    const int64_t i = ij / g.C, j = ij - i * g.C;
-    S acc = 0;
-    if (j <= i)
-      for (int64_t hh = 0; hh < g.hpg; ++hh) {
-        const int64_t bh = b * g.H + gi * g.hpg + hh;
-        const S* bb = bcs + bh * g.Tp + c * g.C;
-        acc += S(to_compute(dM[(bh * g.nc + c) * CC + ij])) * dexp(bb[i] - bb[j]);
-      }
-    dscore[e] = from_compute<T>(acc);
-  }
+  const int64_t bgc = blockIdx.x, c = bgc % g.nc, bg = bgc / g.nc, gi = bg % g.G, b = bg / g.G;
+  for (int64_t i = threadIdx.y; i < g.C; i += blockDim.y)
+    for (int64_t j = threadIdx.x; j < g.C; j += blockDim.x) {
+      S acc = 0;
+      if (j <= i)
+        for (int64_t hh = 0; hh < g.hpg; ++hh) {
+          const int64_t bh = b * g.H + gi * g.hpg + hh;
+          const S* bb = bcs + bh * g.Tp + c * g.C;
+          acc += S(to_compute(dM[(bh * g.nc + c) * CC + i * g.C + j])) * dexp(bb[i] - bb[j]);
+        }
+      dscore[bgc * CC + i * g.C + j] = from_compute<T>(acc);
+    }
 }
 
-// One block per (b, h, chunk): db (B, H, Tp) = the intra-chunk part of d(cumsum), row sums minus column
-// sums of W = M dM (M already holds the masked scores e^{b_i - b_j}). When C is a multiple of 32 a warp
-// shares its row and reduces it before one shared atomic; columns differ across lanes.
+// One block per (b, h, chunk), threads (32, 8): db (B, H, Tp) = the intra-chunk part of d(cumsum), row
+// sums minus column sums of W = M dM (M already holds the masked scores e^{b_i - b_j}). A warp owns a
+// row (reduced by shuffles); columns gather in shared memory.
 template <typename T, typename S>
 __global__ void db_intra_kernel(Geo g, const T* __restrict__ M, const T* __restrict__ dM, S* __restrict__ db) {
   extern __shared__ unsigned char smem_raw[];
   S* rows = reinterpret_cast<S*>(smem_raw);
   S* cols = rows + g.C;
   const int64_t bhc = blockIdx.x, c = bhc % g.nc, bh = bhc / g.nc;
-  for (int64_t x = threadIdx.x; x < 2 * g.C; x += blockDim.x) rows[x] = 0;
+  const int tid = int(threadIdx.y * blockDim.x + threadIdx.x);
+  for (int64_t x = tid; x < 2 * g.C; x += blockDim.x * blockDim.y) rows[x] = 0;
   __syncthreads();
   const int64_t CC = g.C * g.C;
-  const bool warp_rows = g.C % 32 == 0;
   const T *Mb = M + bhc * CC, *dMb = dM + bhc * CC;
-  for (int64_t ij = threadIdx.x; ij < CC; ij += blockDim.x) {
-    const int64_t i = ij / g.C, j = ij - i * g.C;
-    const S w = j <= i ? S(to_compute(Mb[ij])) * S(to_compute(dMb[ij])) : S(0);
-    atomicAdd(&cols[j], w);
-    if (warp_rows) {
-      S r = w;
-      for (int off = 16; off > 0; off >>= 1) r += __shfl_xor_sync(0xffffffffu, r, off);
-      if ((threadIdx.x & 31) == 0) atomicAdd(&rows[i], r);
-    } else {
-      atomicAdd(&rows[i], w);
+  for (int64_t i = threadIdx.y; i < g.C; i += blockDim.y) {
+    S r = 0;
+    for (int64_t j0 = 0; j0 <= i; j0 += 32) {
+      const int64_t j = j0 + threadIdx.x;
+      if (j <= i) {
+        const S w = S(to_compute(Mb[i * g.C + j])) * S(to_compute(dMb[i * g.C + j]));
+        atomicAdd(&cols[j], w);
+        r += w;
+      }
     }
+    for (int off = 16; off > 0; off >>= 1) r += __shfl_xor_sync(0xffffffffu, r, off);
+    if (threadIdx.x == 0) rows[i] = r;
   }
   __syncthreads();
-  for (int64_t i = threadIdx.x; i < g.C; i += blockDim.x) db[bh * g.Tp + c * g.C + i] = rows[i] - cols[i];
+  for (int64_t i = tid; i < g.C; i += blockDim.x * blockDim.y) db[bh * g.Tp + c * g.C + i] = rows[i] - cols[i];
 }
 
 // One block of C threads per (b, h, chunk): adds to db the readout (e^{b_i} dy_i . Z_i) and state-input
@@ -291,6 +322,14 @@ __global__ void da_kernel(Geo g, const T* __restrict__ dyp, const T* __restrict_
       if (c * g.C + x < g.T) da[bh * g.T + c * g.C + x] = acc;
     }
   }
+}
+
+// Grid of the token-row kernels: x over (b, h), y over rows of 8 tokens.
+dim3 row_grid(const Geo& g, int64_t rows) {
+  const int64_t y = (rows + 7) / 8;
+  COIL_CHECK(y <= 65535 && g.B * g.H <= 2147483647, "ssd_chunked on CUDA: ", rows, " tokens per sequence exceed "
+             "the grid limit");
+  return dim3(unsigned(g.B * g.H), unsigned(y), 1);
 }
 
 // One strided-batched GEMM in the dtype T (see gemm.h for the row-major convention).
@@ -347,7 +386,7 @@ void common(const Geo& g, cudaStream_t stream, int device, const Tensor& q, cons
   const Device dev = v.device();
   const DType dt = dtype_of<T>(), st = dtype_of<S>();
   S* bcs = buf<S>(cm.h_bcs, g.B * g.H * g.Tp, st, dev);
-  cumsum_kernel<S><<<grid_for(g.B * g.H * g.nc), kThreads, 0, stream>>>(g, a.data<S>(), bcs);
+  cumsum_kernel<S><<<unsigned((g.B * g.H * g.nc + 7) / 8), dim3(32, 8), 0, stream>>>(g, a.data<S>(), bcs);
   COIL_CUDA_CHECK_LAUNCH("ssd cumsum_kernel");
   cm.bcs = bcs;
   cm.qp = padded<T>(g, stream, q, g.B * g.G, g.N, cm.h_q);
@@ -358,7 +397,7 @@ void common(const Geo& g, cudaStream_t stream, int device, const Tensor& q, cons
   bgemm<T>(stream, device, false, true, g.C, g.C, g.N, g.B * g.G * g.nc, cm.qp, g.C * g.N, cm.kp, g.C * g.N, scores,
            CC);
   T* M = buf<T>(cm.h_M, g.B * g.H * g.nc * CC, dt, dev);
-  mask_kernel<T, S><<<grid_for(g.B * g.H * g.nc * CC), kThreads, 0, stream>>>(g, scores, bcs, M);
+  mask_kernel<T, S><<<unsigned(g.B * g.H * g.nc), dim3(32, 8), 0, stream>>>(g, scores, bcs, M);
   COIL_CUDA_CHECK_LAUNCH("ssd mask_kernel");
   cm.scores = scores;
   cm.M = M;
@@ -392,7 +431,7 @@ void ssd_fwd(const KernelArgs& a) {
   bgemm<T>(ctx.stream, device, false, false, g.C, g.P, g.C, batch_h, cm.M, CC, cm.vp, g.C * g.P, yi, g.C * g.P);
   // Chunk states: local = (V e^{b_L - b})^T K, every head of a group in one GEMM.
   T* vw = buf<T>(h_vw, g.B * g.H * g.Tp * g.P, dt, dev);
-  token_scale_kernel<T, S><<<grid_for(g.B * g.H * g.Tp * g.P), kThreads, 0, ctx.stream>>>(g, cm.vp, cm.bcs, true, vw);
+  token_scale_kernel<T, S><<<row_grid(g, g.Tp), dim3(32, 8), 0, ctx.stream>>>(g, cm.vp, cm.bcs, true, vw);
   COIL_CUDA_CHECK_LAUNCH("ssd token_scale_kernel");
   T* loc = buf<T>(h_loc, g.B * g.H * g.nc * g.P * g.N, dt, dev);
   bgemm<T>(ctx.stream, device, true, false, HP, g.N, g.C, batch_g, vw, g.C * HP, cm.kp, g.C * g.N, loc, HP * g.N);
@@ -405,8 +444,7 @@ void ssd_fwd(const KernelArgs& a) {
   // Readout: Z = Q S^T for every head of a group, y = yi + e^{b} Z.
   T* Z = buf<T>(h_Z, g.B * g.H * g.Tp * g.P, dt, dev);
   bgemm<T>(ctx.stream, device, false, true, g.C, HP, g.N, batch_g, cm.qp, g.C * g.N, Sx, HP * g.N, Z, g.C * HP);
-  combine_kernel<T, S><<<grid_for(g.B * g.H * g.T * g.P), kThreads, 0, ctx.stream>>>(g, yi, Z, cm.bcs, false,
-                                                                                     a.out[0].data<T>());
+  combine_kernel<T, S><<<row_grid(g, g.T), dim3(32, 8), 0, ctx.stream>>>(g, yi, Z, cm.bcs, false, a.out[0].data<T>());
   COIL_CUDA_CHECK_LAUNCH("ssd combine_kernel (y)");
 }
 
@@ -429,32 +467,32 @@ void ssd_bwd(const KernelArgs& a) {
   Tensor h_dy, h_dyw, h_vw, h_Sx, h_Z, h_R, h_dSx, h_U, h_dM, h_dvi, h_dscore, h_db, h_ddec, h_dq, h_dk;
   const T* dyp = padded<T>(g, ctx.stream, a.in[0], g.B * g.H, g.P, h_dy);
   const S* sc = a.in[6].data<S>();
-  // Recomputed forward pieces: V e^{b_L - b}, the entering states in the GEMM dtype, Z = Q S^T.
+  // Recomputed forward piece: V e^{b_L - b}.
   T* vw = buf<T>(h_vw, tokP, dt, dev);
-  token_scale_kernel<T, S><<<grid_for(tokP), kThreads, 0, ctx.stream>>>(g, cm.vp, cm.bcs, true, vw);
+  token_scale_kernel<T, S><<<row_grid(g, g.Tp), dim3(32, 8), 0, ctx.stream>>>(g, cm.vp, cm.bcs, true, vw);
   COIL_CUDA_CHECK_LAUNCH("ssd token_scale_kernel (v)");
-  T* Sx = buf<T>(h_Sx, states, dt, dev);
-  states_to_grouped_kernel<T, S><<<grid_for(states), kThreads, 0, ctx.stream>>>(g, sc, Sx);
-  COIL_CUDA_CHECK_LAUNCH("ssd states_to_grouped_kernel");
-  T* Z = buf<T>(h_Z, tokP, dt, dev);
-  bgemm<T>(ctx.stream, device, false, true, g.C, HP, g.N, batch_g, cm.qp, g.C * g.N, Sx, HP * g.N, Z, g.C * HP);
-  // R = (dY e^{b})^T Q per chunk, then the reverse scan of the state's gradient.
+  // R = (dY e^{b})^T Q per chunk, then the reverse scan of the state's gradient (which also lays out the
+  // entering states in the GEMM dtype).
   T* dyw = buf<T>(h_dyw, tokP, dt, dev);
-  token_scale_kernel<T, S><<<grid_for(tokP), kThreads, 0, ctx.stream>>>(g, dyp, cm.bcs, false, dyw);
+  token_scale_kernel<T, S><<<row_grid(g, g.Tp), dim3(32, 8), 0, ctx.stream>>>(g, dyp, cm.bcs, false, dyw);
   COIL_CUDA_CHECK_LAUNCH("ssd token_scale_kernel (dy)");
   T* R = buf<T>(h_R, states, dt, dev);
   bgemm<T>(ctx.stream, device, true, false, HP, g.N, g.C, batch_g, dyw, g.C * HP, cm.qp, g.C * g.N, R, HP * g.N);
   T* dSx = buf<T>(h_dSx, states, dt, dev);
+  T* Sx = buf<T>(h_Sx, states, dt, dev);
   S* ddec = buf<S>(h_ddec, g.B * g.H * g.nc, st, dev);
   COIL_CUDA_CHECK(cudaMemsetAsync(ddec, 0, size_t(g.B * g.H * g.nc) * sizeof(S), ctx.stream));
   const S* dsT = a.in[1].defined() ? a.in[1].data<S>() : nullptr;
   {
     // Whole warps, so that the warp reduction of scan_bwd_kernel sees every lane.
     const int64_t n = g.B * g.H * g.P * g.N;
-    scan_bwd_kernel<T, S><<<grid_for(n), kThreads, 0, ctx.stream>>>(g, cm.bcs, R, sc, dsT, dSx, ddec,
+    scan_bwd_kernel<T, S><<<grid_for(n), kThreads, 0, ctx.stream>>>(g, cm.bcs, R, sc, dsT, dSx, Sx, ddec,
                                                                     a.out[4].data<S>());
     COIL_CUDA_CHECK_LAUNCH("ssd scan_bwd_kernel");
   }
+  // The readout recomputed: Z = Q S^T.
+  T* Z = buf<T>(h_Z, tokP, dt, dev);
+  bgemm<T>(ctx.stream, device, false, true, g.C, HP, g.N, batch_g, cm.qp, g.C * g.N, Sx, HP * g.N, Z, g.C * HP);
   // U = K D^T (every head of a group): dv's state part and the state inputs' part of db.
   T* U = buf<T>(h_U, tokP, dt, dev);
   bgemm<T>(ctx.stream, device, false, true, g.C, HP, g.N, batch_g, cm.kp, g.C * g.N, dSx, HP * g.N, U, g.C * HP);
@@ -463,15 +501,14 @@ void ssd_bwd(const KernelArgs& a) {
   bgemm<T>(ctx.stream, device, false, true, g.C, g.C, g.P, batch_h, dyp, g.C * g.P, cm.vp, g.C * g.P, dM, CC);
   T* dvi = buf<T>(h_dvi, tokP, dt, dev);
   bgemm<T>(ctx.stream, device, true, false, g.C, g.P, g.C, batch_h, cm.M, CC, dyp, g.C * g.P, dvi, g.C * g.P);
-  combine_kernel<T, S><<<grid_for(g.B * g.H * g.T * g.P), kThreads, 0, ctx.stream>>>(g, dvi, U, cm.bcs, true,
-                                                                                     a.out[2].data<T>());
+  combine_kernel<T, S><<<row_grid(g, g.T), dim3(32, 8), 0, ctx.stream>>>(g, dvi, U, cm.bcs, true, a.out[2].data<T>());
   COIL_CUDA_CHECK_LAUNCH("ssd combine_kernel (dv)");
   // dscore (summed over a group's heads) and the intra part of db.
   T* dscore = buf<T>(h_dscore, g.B * g.G * g.nc * CC, dt, dev);
-  dscore_kernel<T, S><<<grid_for(g.B * g.G * g.nc * CC), kThreads, 0, ctx.stream>>>(g, dM, cm.bcs, dscore);
+  dscore_kernel<T, S><<<unsigned(batch_g), dim3(32, 8), 0, ctx.stream>>>(g, dM, cm.bcs, dscore);
   COIL_CUDA_CHECK_LAUNCH("ssd dscore_kernel");
   S* db = buf<S>(h_db, g.B * g.H * g.Tp, st, dev);
-  db_intra_kernel<T, S><<<unsigned(batch_h), kThreads, size_t(2 * g.C) * sizeof(S), ctx.stream>>>(g, cm.M, dM, db);
+  db_intra_kernel<T, S><<<unsigned(batch_h), dim3(32, 8), size_t(2 * g.C) * sizeof(S), ctx.stream>>>(g, cm.M, dM, db);
   COIL_CUDA_CHECK_LAUNCH("ssd db_intra_kernel");
   da_kernel<T, S><<<unsigned(batch_h), unsigned(g.C), size_t(2 * g.C) * sizeof(S), ctx.stream>>>(
       g, dyp, cm.vp, Z, U, cm.bcs, db, ddec, a.out[3].data<S>());

@@ -11,6 +11,7 @@
 //    same inputs, a and s0 are drawn as bf16 values (the fused op still reads them in fp32).
 // Shapes cover G = 1 (q, k shared by every head) and G = H, T not a multiple of the chunk, T = 1, a
 // zero and a given initial state, and the paper's head shape (P = 64, N = 128).
+// The Mamba2 layer on CUDA (the fused op inside, T across several chunks) matches the layer on the CPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,8 +21,10 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/autograd/grad_mode.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "layers/mamba2.h"
 #include "layers/ssm_scan.h"
 #include "tests/cuda/cuda_test_util.h"
 
@@ -149,6 +152,45 @@ TEST(CudaSsd, Bf16WithinTwiceNaiveError) {
                                          << " vs naive bf16 " << nrms;
     }
   }
+}
+
+// The Mamba2 layer on CUDA (f32: every op of the layer, the SSD through the fused op) against the same
+// weights on the CPU in f64: the output and every parameter's and the input's gradient.
+TEST(CudaSsd, Mamba2LayerMatchesCpu) {
+  REQUIRE_CUDA();
+  Mamba2Options o;
+  o.d_state = 16;
+  o.head_dim = 8;
+  o.expand = 2;
+  o.chunk_size = 16;
+  const int64_t C = 24, B = 2, T = 70;
+  Generator g1(7), g2(7);
+  Mamba2 cpu(C, o, g1, ParamOptions{DType::F64, Device::cpu()});
+  Mamba2 gpu(C, o, g2, ParamOptions{DType::F32, Device::cuda(0)});
+  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  ASSERT_EQ(pc.size(), pg.size());
+  {
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < pc.size(); ++i) Tensor(pg[i].second).copy_(pc[i].second);  // shares storage
+  }
+  Generator gen(8);
+  // f32-representable inputs, so both devices see the same values.
+  Tensor x = Tensor::randn({B, T, C}, gen, DType::F64).to(DType::F32).to(DType::F64);
+  Tensor r = Tensor::randn({B, T, C}, gen, DType::F64).to(DType::F32).to(DType::F64);
+  Tensor xc = x.set_requires_grad(true);
+  Tensor xg = x.to(DType::F32).to(Device::cuda(0)).detach().set_requires_grad(true);
+  Tensor yc = cpu.forward(xc), yg = gpu.forward(xg);
+  sum(yc * r).backward();
+  sum(yg * r.to(DType::F32).to(Device::cuda(0))).backward();
+  auto host = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::F64).to_vector(); };
+  auto check = [&](const std::string& what, const std::vector<double>& got, const std::vector<double>& want) {
+    const double err = max_err(got, want), lim = 1e-4 * std::max(1.0, max_abs(want));
+    EXPECT_LE(err, lim) << what;
+  };
+  check("y", host(yg), host(yc));
+  check("dx", host(xg.grad()), host(xc.grad()));
+  for (size_t i = 0; i < pc.size(); ++i)
+    check("d " + pc[i].first, host(pg[i].second.grad()), host(pc[i].second.grad()));
 }
 
 }  // namespace
