@@ -46,6 +46,10 @@ constexpr double kGradFloor = 1e-2;
 // variation and catch a wrong factor or sign (errors >= 1).
 constexpr double kGradTolSoftmax = 5e-2;
 constexpr double kGradTol2Mamba = 5e-1;
+// 2Mamba-E is softmax attention with a decay bias (the fused exp form of LinAttn), Mamba-2 an
+// unnormalised linear scan (the SsdChunked op); first bounds, between softmax's and 2Mamba's.
+constexpr double kGradTol2MambaE = 1e-1;
+constexpr double kGradTolMamba2 = 2e-1;
 
 double rel_l2(const Tensor& a, const Tensor& b) {
   std::vector<double> x = a.to(DType::F64).to(Device::cpu()).to_vector();
@@ -266,6 +270,21 @@ TEST(MixedPrecisionSmallConfig, TwoMambaBf16StepMatchesCpuFp32) {
   c.linear = linear_preset("2mamba");
   c.linear.form = "quadratic";  // the fused LinAttn op, on both devices (== chunked, tests/layers)
   check_small_config_step(c, "2mamba-small", kGradTol2Mamba);
+}
+
+TEST(MixedPrecisionSmallConfig, TwoMambaEBf16StepMatchesCpuFp32) {
+  REQUIRE_CUDA();
+  ModelConfig c;
+  c.mixer = "linear";
+  c.linear = linear_preset("2mamba-e");
+  check_small_config_step(c, "2mamba-e-small", kGradTol2MambaE);
+}
+
+TEST(MixedPrecisionSmallConfig, Mamba2Bf16StepMatchesCpuFp32) {
+  REQUIRE_CUDA();
+  ModelConfig c;
+  c.mixer = "mamba2";
+  check_small_config_step(c, "mamba2-small", kGradTolMamba2);
 }
 
 }  // namespace
