@@ -3,8 +3,8 @@
 # ms and TFLOP/s at H=16, D=64, 32K tokens per call, T = 1K .. 32K, each table from one process so the
 # ratios inside it are same-run ratios:
 #   softmax attention (cuDNN SDPA)           bench/attention_bench.cpp
-#   2Mamba (power 2), 2Mamba-E (exp),        bench/linattn_bench.cpp (the fused quadratic LinAttn op,
-#   Mamba-2S / linear (power 1)                beside coil's attention)
+#   2Mamba (power 2) and 2Mamba-E (exp),     bench/linattn_bench.cpp (the fused quadratic LinAttn op,
+#   then Mamba-2S / linear (power 1)           beside coil's attention)
 #   2Mamba chunked vs quadratic (crossover)  bench/linattn_chunked_bench.cpp
 #   Mamba-2 SSD (chunked)                    bench/ssd_bench.cpp
 #   Mamba-1 selective scan                   bench/scan_bench.cpp
@@ -50,13 +50,12 @@ run() {
 }
 common=(--iters "$ITERS" --lengths "$LENGTHS")
 run coil_attention_bench attention.log "${common[@]}"
-run coil_linattn_bench linattn_power2.log "${common[@]}" --power 2
-run coil_linattn_bench linattn_exp.log "${common[@]}" --power exp
+run coil_linattn_bench linattn_power2.log "${common[@]}" --power 2  # 2Mamba and 2Mamba-E columns
 run coil_linattn_bench linattn_power1.log "${common[@]}" --power 1
 run coil_linattn_chunked_bench linattn_chunked.log "${common[@]}"
 run coil_ssd_bench ssd.log "${common[@]}"
 run coil_scan_bench scan.log "${common[@]}"
-run coil_decode_bench decode.log --iters "$ITERS"
+run coil_decode_bench decode.log "$ITERS"
 echo
 echo "== mixers_gpu: $([ $rc -eq 0 ] && echo "every benchmark ran" || echo "SOME BENCHMARKS FAILED")"
 exit $rc
