@@ -18,7 +18,12 @@
 //   the feature gradients; db from the tile (row minus column sums of W dW), the readout (q^.dq^), the
 //   state inputs (-k^.dk^, their sum at B) and the decay (e^B <G, S>); da is the reverse cumsum of db.
 // Precision: the compute type is fp32 for f32 and bf16 inputs (bf16 is widened when staged) and fp64
-// for f64; the states, the cumsums and the statistics are in the statistics precision.
+// for f64; the states, the cumsums and the statistics are in the statistics precision. The GEMMs of
+// bf16 inputs run on TF32 tensor cores (gemm_tf32), those of f32 and f64 exactly (gemm.h).
+// Cost (H100, bench/linattn_chunked_bench.cpp): the feature kernels (features_kernel, dfeat_scale_kernel,
+// dfeat_chain_kernel: one thread per element with 64-bit index arithmetic) take about 60% of the
+// time, the GEMMs about 15%; a row-per-block feature map (or the map fused into the GEMM's operand
+// load) is the next step.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
