@@ -4,6 +4,8 @@
 #include "parallel/sharded_model.h"
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "core/ops.h"
 #include "layers/attention.h"
@@ -353,22 +355,38 @@ void ParallelLanguageModel::finish_tp_grads() const {
 double ParallelLanguageModel::global_grad_norm() const {
   Communicator& tp = *groups_.tp;
   const bool lead = tp.rank() == 0;  // counts what every tp rank holds a copy of
-  double ss = 0;
+  // The counted gradients (or shard parts) go through one sum_squares_multi per device and dtype,
+  // read back once each (not one host read per tensor); their sums are added in parameter order.
+  std::vector<std::vector<Tensor>> groups;
+  std::vector<std::pair<size_t, size_t>> order;  // (group, index in it) of each counted tensor
+  auto count = [&](const Tensor& t) {
+    size_t gi = 0;
+    while (gi < groups.size() && !(groups[gi][0].device() == t.device() && groups[gi][0].dtype() == t.dtype()))
+      ++gi;
+    if (gi == groups.size()) groups.emplace_back();
+    order.emplace_back(gi, groups[gi].size());
+    groups[gi].push_back(t);
+  };
   for (const auto& [name, p] : named_parameters()) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
     const ShardSpec& s = spec(name);
     if (s.replicated() || tp.size() == 1) {
-      if (lead || tp.size() == 1) ss += sum_squares(g).item();
+      if (lead || tp.size() == 1) count(g);
       continue;
     }
     int64_t off = 0;
     for (size_t i = 0; i < s.widths.size(); ++i) {
       const int64_t lw = s.split[i] ? s.widths[i] / tp.size() : s.widths[i];
-      if (lw > 0 && (s.split[i] || lead)) ss += sum_squares(g.narrow(s.dim, off, lw).contiguous()).item();
+      if (lw > 0 && (s.split[i] || lead)) count(g.narrow(s.dim, off, lw).contiguous());
       off += lw;
     }
   }
+  std::vector<std::vector<double>> sums;
+  for (const std::vector<Tensor>& ts : groups)
+    sums.push_back(sum_squares_multi(ts).to(Device::cpu()).to(DType::F64).to_vector());
+  double ss = 0;
+  for (const auto& [gi, i] : order) ss += sums[gi][i];
   return std::sqrt(reduce_values(tp, {ss})[0]);
 }
 
