@@ -10,6 +10,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "core/autograd/grad_mode.h"
 #include "core/ops.h"
