@@ -35,7 +35,7 @@ struct Mamba2Options {
   int64_t d_conv = 4;
   int64_t expand = 1;        // d_inner = expand * C
   int64_t n_ssm_heads = 0;   // 0: every head is an SSM head (d_ssm = d_inner)
-  int64_t chunk_size = 64;
+  int64_t chunk_size = 128;  // the SsdChunked op's fastest on an H100 (docs/PERFORMANCE.md)
   // Tensor parallel (set by parallel/, never from YAML): this module holds 1 / tp_shards of the heads
   // and of the gated-MLP branch; B, C (one group, shared by every head) stay whole on every rank.
   int64_t tp_shards = 1;
