@@ -642,7 +642,8 @@ __global__ void state_dot_kernel(Geo g, int64_t E, const TS* Gs, const TS* Sc, c
 }
 
 // db per tile and da (B, T, H), one block per tile n: db_i = rq_i - rk_i + sum_j G_ij - sum_j G_ji
-// (a thread per column, a warp per row), db_{C-1} += e^B sd + sum rk; da = the reverse cumsum in the tile (one thread, C steps).
+// (a thread per column, a warp per row), db_{C-1} += e^B sd + sum rk; da = the reverse cumsum in the
+// tile (one thread, C steps).
 template <typename TC, typename TS>
 __global__ void decay_grad_kernel(Geo g, const TS* bl, const TC* rq, const TC* rk, const TC* Gm, const TS* sd,
                                   TS* da, TS* dbw) {
