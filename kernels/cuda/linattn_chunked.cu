@@ -18,8 +18,12 @@
 //   the feature gradients; db from the tile (row minus column sums of W dW), the readout (q^.dq^), the
 //   state inputs (-k^.dk^, their sum at B) and the decay (e^B <G, S>); da is the reverse cumsum of db.
 // Precision: the compute type is fp32 for f32 and bf16 inputs (bf16 is widened when staged) and fp64
-// for f64; the states, the cumsums and the statistics are in the statistics precision. The GEMMs of
-// bf16 inputs run on TF32 tensor cores (gemm_tf32), those of f32 and f64 exactly (gemm.h).
+// for f64; the states, the cumsums and the statistics are in the statistics precision. For bf16 inputs
+// the intra-chunk GEMMs run on TF32 tensor cores, and the feature workspaces phi (the largest tensors,
+// C x F per tile) are kept in bf16, with the operands of their products (v, dnum, dden and the states
+// of a group) rounded to bf16 beside them: those products run on bf16 tensor cores into fp32 (gemm_lt),
+// at half the memory traffic; the states, their scans and the feature gradients stay fp32. The GEMMs
+// of f32 and f64 inputs run exactly (gemm.h).
 // Feature kernels: a block takes whole token rows (x staged in shared memory once, the pairs (a, b) of
 // the symmetric map from a table built per call), writes phi coalesced, and folds the scaling of the
 // feature gradients into their chain rule (one read of dphi per row); the first version, one thread per
@@ -188,9 +192,9 @@ int feat_rows(const Geo& g, size_t elem) {
 // Features of X (n0 .. n0 + cnt tiles, C rows, D) into P (cnt, C, F), row i scaled by row_scale. A
 // block takes rb whole rows at a time (x in shared memory); consecutive threads write consecutive
 // features of a row, so every store is coalesced.
-template <typename TC, typename TS>
+template <typename TC, typename TS, typename TP>
 __global__ void features_kernel(Geo g, int64_t n0, int64_t cnt, const TC* X, const TS* bl, int mode, const int* tab,
-                                int rb, TC* P) {
+                                int rb, TP* P) {
   extern __shared__ unsigned char feat_smem[];
   TC* xs = reinterpret_cast<TC*>(feat_smem);  // (rb, D)
   __shared__ TC sc[kFeatRows];
@@ -201,28 +205,29 @@ __global__ void features_kernel(Geo g, int64_t n0, int64_t cnt, const TC* X, con
     for (int64_t e = threadIdx.x; e < nr * D; e += blockDim.x) xs[e] = X[(base + r0) * D + e];
     for (int rr = threadIdx.x; rr < nr; rr += blockDim.x) sc[rr] = TC(row_scale(g, bl, base + r0 + rr, mode));
     __syncthreads();
-    TC* out = P + r0 * F;
+    TP* out = P + r0 * F;
     if (g.power == 1) {
       for (int64_t f = threadIdx.x; f < F; f += blockDim.x)
-        for (int rr = 0; rr < nr; ++rr) out[rr * F + f] = xs[rr * D + f] * sc[rr];
+        for (int rr = 0; rr < nr; ++rr) out[rr * F + f] = from_compute<TP>(xs[rr * D + f] * sc[rr]);
     } else {
       for (int64_t f = threadIdx.x; f < F; f += blockDim.x) {
         const int pr = tab[f], p = pr & 0xffff, r = pr >> 16;
         const TC c = p == r ? TC(1) : TC(1.4142135623730950488);
-        for (int rr = 0; rr < nr; ++rr) out[rr * F + f] = xs[rr * D + p] * xs[rr * D + r] * c * sc[rr];
+        for (int rr = 0; rr < nr; ++rr)
+          out[rr * F + f] = from_compute<TP>(xs[rr * D + p] * xs[rr * D + r] * c * sc[rr]);
       }
     }
   }
 }
 
 // Column sums of P (cnt tiles, C, F) into z contributions: tile k's sum to dst(k) (F values).
-template <typename TC, typename TS>
-__global__ void col_sum_kernel(Geo g, int64_t n0, int64_t cnt, const TC* P, TS* zc, TS* zlast) {
+template <typename TP, typename TS>
+__global__ void col_sum_kernel(Geo g, int64_t n0, int64_t cnt, const TP* P, TS* zc, TS* zlast) {
   const int64_t total = cnt * g.F;
   for (int64_t e = grid_index(); e < total; e += grid_stride()) {
     const int64_t f = e % g.F, k = e / g.F, n = n0 + k, c = n / g.BH, bh = n % g.BH;
-    TC acc = 0;
-    for (int64_t i = 0; i < g.C; ++i) acc += P[(k * g.C + i) * g.F + f];
+    TS acc = 0;
+    for (int64_t i = 0; i < g.C; ++i) acc += TS(to_compute(P[(k * g.C + i) * g.F + f]));
     TS* dst = c + 1 < g.nc ? zc + ((c + 1) * g.BH + bh) * g.F : zlast + bh * g.F;
     dst[f] = TS(acc);
   }
@@ -282,11 +287,22 @@ __global__ void output_kernel(Geo g, const TC* num, const TC* den, T* y, TS* den
   }
 }
 
-// fp32 operands on TF32 tensor cores with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_TF32), for bf16
-// inputs only: their q, k, v are exact in TF32 and the features and states keep 10 mantissa bits, 4x the
-// precision of the bf16 the op's inputs come in (the f32 and f64 paths stay exact, gemm.h). Returns false,
-// having launched nothing, when cuBLASLt offers no algorithm (the caller then runs the exact GEMM).
-bool gemm_tf32(const GemmCall& g, int device, cudaStream_t stream) {
+// Largest power of two <= 256 dividing the address and (batched) the batch stride in bytes: the
+// alignment the heuristic may assume (its default, 256 bytes, would admit algorithms that reject offsets
+// into the workspaces).
+uint32_t align_bytes(const void* p, int64_t stride_elems, size_t elem) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p) | uintptr_t(stride_elems * int64_t(elem));
+  uint32_t al = 256;
+  while (al > 1 && v % al != 0) al /= 2;
+  return al;
+}
+
+// For bf16 inputs only (the f32 and f64 paths stay exact, gemm.h), C always fp32 with fp32 accumulation:
+// fp32 operands on TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32; the intra-chunk tiles, whose q, k, v
+// are exact in TF32), or, with bf16_ab, bf16 operands on bf16 tensor cores (CUBLAS_COMPUTE_32F; the
+// feature and state products, whose workspaces are kept in bf16 to halve their traffic). Returns false,
+// having launched nothing, when cuBLASLt offers no algorithm (the caller then runs an exact GEMM).
+bool gemm_lt(const GemmCall& g, bool bf16_ab, int device, cudaStream_t stream) {
   static std::mutex mu;
   static cublasLtHandle_t handles[64] = {};
   cublasLtHandle_t h;
@@ -302,27 +318,38 @@ bool gemm_tf32(const GemmCall& g, int device, cudaStream_t stream) {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
-  auto layout = [&](cublasLtMatrixLayout_t& l, int64_t rows, int64_t cols, int64_t ld, int64_t stride) {
-    COIL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_32F, uint64_t(rows), uint64_t(cols), ld));
+  const cudaDataType_t ab = bf16_ab ? CUDA_R_16BF : CUDA_R_32F;
+  auto layout = [&](cublasLtMatrixLayout_t& l, cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
+                    int64_t stride) {
+    COIL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, type, uint64_t(rows), uint64_t(cols), ld));
     const int32_t count = int32_t(g.batch);
     COIL_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
     COIL_CUBLAS_CHECK(
         cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   };
-  COIL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F_FAST_TF32, CUDA_R_32F));
+  COIL_CUBLAS_CHECK(
+      cublasLtMatmulDescCreate(&desc, bf16_ab ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32, CUDA_R_32F));
   // Row-major C = A B is column-major C^T = B^T A^T: cuBLASLt's A is our B and its B our A.
   const int32_t op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   COIL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   COIL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  if (g.trans_b) layout(la, g.K, g.N, g.K, sb);
-  else layout(la, g.N, g.K, g.N, sb);
-  if (g.trans_a) layout(lb, g.M, g.K, g.M, sa);
-  else layout(lb, g.K, g.M, g.K, sa);
-  layout(lc, g.N, g.M, g.N, sc);
+  if (g.trans_b) layout(la, ab, g.K, g.N, g.K, sb);
+  else layout(la, ab, g.N, g.K, g.N, sb);
+  if (g.trans_a) layout(lb, ab, g.M, g.K, g.M, sa);
+  else layout(lb, ab, g.K, g.M, g.K, sa);
+  layout(lc, CUDA_R_32F, g.N, g.M, g.N, sc);
   const uint64_t ws_bytes = uint64_t(32) << 20;
   COIL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   COIL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                          sizeof(ws_bytes)));
+  const size_t eab = bf16_ab ? 2 : 4;
+  const uint32_t align[4] = {align_bytes(g.b, sb, eab), align_bytes(g.a, sa, eab), align_bytes(g.c, sc, 4),
+                             align_bytes(g.c, sc, 4)};  // cuBLASLt's A = our B, its B = our A, C, D
+  const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+      CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+  for (int i = 0; i < 4; ++i)
+    COIL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &align[i], sizeof(align[i])));
   cublasLtMatmulHeuristicResult_t res{};
   int found = 0;
   const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, lc, lc, pref, 1, &res, &found);
@@ -363,8 +390,70 @@ void bgemm(bool fast, cudaStream_t stream, int device, bool ta, bool tb, int64_t
   call.stride_c = sc;
   call.accumulate = accumulate;
   if constexpr (std::is_same_v<TC, float>)
-    if (fast && gemm_tf32(call, device, stream)) return;
+    if (fast && gemm_lt(call, false, device, stream)) return;
   gemm(call, device, stream);
+}
+
+// x (n) in Tin -> y (n) in Tout (rounded to nearest even into bf16).
+template <typename Tin, typename Tout>
+__global__ void convert_kernel(int64_t n, const Tin* x, Tout* y) {
+  for (int64_t e = grid_index(); e < n; e += grid_stride())
+    y[e] = from_compute<Tout>(compute_t<Tout>(to_compute(x[e])));
+}
+
+// bf16 A, B -> fp32 C on bf16 tensor cores (gemm_lt); where cuBLASLt offers no algorithm, the operands
+// are widened to fp32 and the product runs exactly (gemm.h).
+void bgemm_bf16(cudaStream_t stream, int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch,
+                const bf16_t* a, int64_t sa, const bf16_t* b, int64_t sb, float* c, int64_t sc,
+                bool accumulate = false) {
+  if (batch <= 0) return;
+  GemmCall call;
+  call.dtype = DType::F32;
+  call.trans_a = ta;
+  call.trans_b = tb;
+  call.M = M;
+  call.N = N;
+  call.K = K;
+  call.batch = batch;
+  call.a = a;
+  call.stride_a = sa;
+  call.b = b;
+  call.stride_b = sb;
+  call.c = c;
+  call.stride_c = sc;
+  call.accumulate = accumulate;
+  if (gemm_lt(call, true, device, stream)) return;
+  // Extents of the strided operands: batch - 1 strides plus one matrix.
+  const int64_t na = (batch - 1) * sa + M * K, nb = (batch - 1) * sb + K * N;
+  Tensor wa = Tensor::empty({na}, DType::F32, Device::cuda(device));
+  Tensor wb = Tensor::empty({nb}, DType::F32, Device::cuda(device));
+  convert_kernel<bf16_t, float><<<grid_for(na), kThreads, 0, stream>>>(na, a, wa.data<float>());
+  convert_kernel<bf16_t, float><<<grid_for(nb), kThreads, 0, stream>>>(nb, b, wb.data<float>());
+  COIL_CUDA_CHECK_LAUNCH("linattn_chunked bf16 operands");
+  call.a = wa.data<float>();
+  call.b = wb.data<float>();
+  gemm(call, device, stream);
+}
+
+// The feature and state products: bf16 operands into fp32 (bgemm_bf16) where the workspaces are bf16,
+// else bgemm in the compute type.
+template <typename TP, typename TC>
+void pgemm(bool fast, cudaStream_t stream, int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+           int64_t batch, const TP* a, int64_t sa, const TP* b, int64_t sb, TC* c, int64_t sc,
+           bool accumulate = false) {
+  if constexpr (std::is_same_v<TP, bf16_t>)
+    bgemm_bf16(stream, device, ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, accumulate);
+  else
+    bgemm<TC>(fast, stream, device, ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, accumulate);
+}
+
+// Converts n values of the statistics / compute type into the workspace type (a no-op copy avoided by
+// the callers: they convert only where the types differ).
+template <typename Tin, typename Tout>
+void convert(const Tin* x, int64_t n, Tout* y, cudaStream_t stream) {
+  if (n <= 0) return;
+  convert_kernel<Tin, Tout><<<grid_for(n), kThreads, 0, stream>>>(n, x, y);
+  COIL_CUDA_CHECK_LAUNCH("linattn_chunked convert");
 }
 
 template <typename TC>
@@ -393,14 +482,14 @@ const int* pair_table(const Geo& g, Tensor& holder, Device dev, cudaStream_t str
   return tab;
 }
 
-template <typename TC, typename TS>
-void launch_features(const Geo& g, int64_t n0, int64_t cnt, const TC* X, const TS* bl, int mode, const int* tab, TC* P,
+template <typename TC, typename TS, typename TP>
+void launch_features(const Geo& g, int64_t n0, int64_t cnt, const TC* X, const TS* bl, int mode, const int* tab, TP* P,
                      cudaStream_t stream) {
   const int rb = feat_rows(g, sizeof(TC));
   const size_t smem = size_t(rb) * size_t(g.D) * sizeof(TC);
   COIL_CHECK(smem <= (size_t(48) << 10), "linattn_chunked: head dim ", g.D, " too large for the CUDA feature map");
   const int64_t blocks = std::min<int64_t>(std::max<int64_t>((cnt * g.C + rb - 1) / rb, 1), kMaxBlocks);
-  features_kernel<TC, TS><<<unsigned(blocks), kThreads, smem, stream>>>(g, n0, cnt, X, bl, mode, tab, rb, P);
+  features_kernel<TC, TS, TP><<<unsigned(blocks), kThreads, smem, stream>>>(g, n0, cnt, X, bl, mode, tab, rb, P);
   COIL_CUDA_CHECK_LAUNCH("linattn_chunked features");
 }
 
@@ -408,6 +497,8 @@ template <typename T>
 void chunked_forward(const KernelArgs& a) {
   using TC = compute_t<T>;
   using TS = TC;  // statistics precision: fp32 for f32 / bf16, fp64 for f64
+  constexpr bool kLowp = std::is_same_v<T, bf16_t>;  // bf16 feature workspaces (see below)
+  using TP = std::conditional_t<kLowp, bf16_t, TC>;
   const Tensor& q = a.in[0];
   Geo g = geo_of(a, q, a.in[2]);
   const TS* av = a.in[3].defined() ? a.in[3].data<TS>() : nullptr;
@@ -424,7 +515,7 @@ void chunked_forward(const KernelArgs& a) {
   const int dev = q.device().index;
   const Device dv = q.device();
   const int64_t C = g.C, D = g.D, Dv = g.Dv, F = g.F, N = g.N, BH = g.BH;
-  Tensor hQ, hK, hV, hB, hW, hNum, hDen, hP, hTab;
+  Tensor hQ, hK, hV, hB, hW, hNum, hDen, hP, hTab, hVp, hSg, hZg;
   const int* tab = pair_table(g, hTab, dv, stream);
   TC* Q = scratch<TC>(hQ, N * C * D, dv);
   TC* K = scratch<TC>(hK, N * C * D, dv);
@@ -445,21 +536,34 @@ void chunked_forward(const KernelArgs& a) {
   COIL_CUDA_CHECK_LAUNCH("linattn_chunked mask");
   bgemm<TC>(fast, stream, dev, false, false, C, Dv, C, N, Wt, C * C, V, C * Dv, num, C * Dv);
   hW = Tensor();
-  // State contributions by groups of chunks, then the scan.
-  const int64_t gc = group_chunks(g, sizeof(TC));
-  TC* P = scratch<TC>(hP, gc * BH * C * F, dv);
+  // State contributions by groups of chunks, then the scan. The feature workspace P is in TP (bf16 for
+  // bf16 inputs: the feature and state products then run on bf16 tensor cores into fp32; V is exact in
+  // bf16, the states entering the readout are rounded to bf16 per group), else in the compute type.
+  const int64_t gc = group_chunks(g, sizeof(TP));
+  TP* P = scratch<TP>(hP, gc * BH * C * F, dv);
+  const TP* Vp = nullptr;
+  TP *Sg = nullptr, *zg = nullptr;
+  if constexpr (kLowp) {
+    TP* vb = scratch<TP>(hVp, N * C * Dv, dv);
+    convert(V, N * C * Dv, vb, stream);
+    Vp = vb;
+    Sg = scratch<TP>(hSg, gc * BH * F * Dv, dv);
+    if (g.sm) zg = scratch<TP>(hZg, gc * BH * F, dv);
+  } else {
+    Vp = V;
+  }
   static_assert(std::is_same_v<TC, TS>, "the state GEMMs write the statistics dtype");
   for (int64_t c0 = 0; c0 < g.nc; c0 += gc) {
     const int64_t c1 = std::min(g.nc, c0 + gc), cnt = (c1 - c0) * BH, n0 = c0 * BH;
-    launch_features<TC, TS>(g, n0, cnt, K, bl, 1, tab, P, stream);
+    launch_features<TC, TS, TP>(g, n0, cnt, K, bl, 1, tab, P, stream);
     // Chunks c0 .. min(c1, nc - 1) - 1 into Sc slots c + 1; the last chunk into S.
     const int64_t inner = std::min(c1, g.nc - 1) - c0;
-    bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, inner * BH, P, C * F, V + n0 * C * Dv, C * Dv,
-              Sc + (c0 + 1) * BH * F * Dv, F * Dv);
+    pgemm<TP, TC>(fast, stream, dev, true, false, F, Dv, C, inner * BH, P, C * F, Vp + n0 * C * Dv, C * Dv,
+                  Sc + (c0 + 1) * BH * F * Dv, F * Dv);
     if (c1 == g.nc)
-      bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, BH, P + inner * BH * C * F, C * F,
-                V + (g.nc - 1) * BH * C * Dv, C * Dv, S, F * Dv);
-    if (g.sm) LAUNCH(col_sum_kernel<TC COMMA TS>, cnt * F)(g, n0, cnt, P, zc, z);
+      pgemm<TP, TC>(fast, stream, dev, true, false, F, Dv, C, BH, P + inner * BH * C * F, C * F,
+                    Vp + (g.nc - 1) * BH * C * Dv, C * Dv, S, F * Dv);
+    if (g.sm) LAUNCH(col_sum_kernel<TP COMMA TS>, cnt * F)(g, n0, cnt, P, zc, z);
   }
   LAUNCH(scan_fwd_kernel<TS>, BH * F * Dv)(g, F * Dv, bl, S0, Sc, S);
   if (g.sm) LAUNCH(scan_fwd_kernel<TS>, BH * F)(g, F, bl, z0, zc, z);
@@ -467,10 +571,22 @@ void chunked_forward(const KernelArgs& a) {
   // Readout of the state entering each chunk.
   for (int64_t c0 = 0; c0 < g.nc; c0 += gc) {
     const int64_t c1 = std::min(g.nc, c0 + gc), cnt = (c1 - c0) * BH, n0 = c0 * BH;
-    launch_features<TC, TS>(g, n0, cnt, Q, bl, 0, tab, P, stream);
-    bgemm<TC>(fast, stream, dev, false, false, C, Dv, F, cnt, P, C * F, Sc + n0 * F * Dv, F * Dv, num + n0 * C * Dv,
-              C * Dv, true);
-    if (g.sm) bgemm<TC>(fast, stream, dev, false, false, C, 1, F, cnt, P, C * F, zc + n0 * F, F, den + n0 * C, C, true);
+    launch_features<TC, TS, TP>(g, n0, cnt, Q, bl, 0, tab, P, stream);
+    const TP *Sr = nullptr, *zr = nullptr;  // the states and z entering the group's chunks, in TP
+    if constexpr (kLowp) {
+      convert(Sc + n0 * F * Dv, cnt * F * Dv, Sg, stream);
+      Sr = Sg;
+      if (g.sm) {
+        convert(zc + n0 * F, cnt * F, zg, stream);
+        zr = zg;
+      }
+    } else {
+      Sr = Sc + n0 * F * Dv;
+      if (g.sm) zr = zc + n0 * F;
+    }
+    pgemm<TP, TC>(fast, stream, dev, false, false, C, Dv, F, cnt, P, C * F, Sr, F * Dv, num + n0 * C * Dv, C * Dv,
+                  true);
+    if (g.sm) pgemm<TP, TC>(fast, stream, dev, false, false, C, 1, F, cnt, P, C * F, zr, F, den + n0 * C, C, true);
   }
   output_kernel<T, TC, TS><<<row_blocks(N * C), row_threads(Dv), 0, stream>>>(g, num, den, y, den_out);
   COIL_CUDA_CHECK_LAUNCH("linattn_chunked output");
@@ -702,6 +818,8 @@ template <typename T>
 void chunked_backward(const KernelArgs& a) {
   using TC = compute_t<T>;
   using TS = TC;
+  constexpr bool kLowp = std::is_same_v<T, bf16_t>;  // bf16 feature workspaces, as in the forward
+  using TP = std::conditional_t<kLowp, bf16_t, TC>;
   const Tensor& q = a.in[3];
   Geo g = geo_of(a, q, a.in[5]);
   const T* dy = a.in[0].data<T>();
@@ -721,7 +839,8 @@ void chunked_backward(const KernelArgs& a) {
   const int dev = q.device().index;
   const Device dv = q.device();
   const int64_t C = g.C, D = g.D, Dv = g.Dv, F = g.F, N = g.N, BH = g.BH;
-  Tensor hQ, hK, hV, hB, hDn, hDd, hGs, hGz, hP, hDP, hdQ, hdK, hdV, hRq, hRk, hSd, hU, hDW, hGm, hTab;
+  Tensor hQ, hK, hV, hB, hDn, hDd, hGs, hGz, hP, hDP, hdQ, hdK, hdV, hRq, hRk, hSd, hU, hDW, hGm, hTab, hVp, hDnp,
+      hDdp, hSg;
   const int* tab = pair_table(g, hTab, dv, stream);
   TC* Q = scratch<TC>(hQ, N * C * D, dv);
   TC* K = scratch<TC>(hK, N * C * D, dv);
@@ -738,24 +857,43 @@ void chunked_backward(const KernelArgs& a) {
   TS* Gs = scratch<TS>(hGs, N * F * Dv, dv);
   TS* Gz = g.sm ? scratch<TS>(hGz, N * F, dv) : nullptr;
   const int64_t gc = group_chunks(g, sizeof(TC));
-  TC* P = scratch<TC>(hP, gc * BH * C * F, dv);
-  TC* DP = scratch<TC>(hDP, gc * BH * C * F, dv);
+  TP* P = scratch<TP>(hP, gc * BH * C * F, dv);
+  TC* DP = scratch<TC>(hDP, gc * BH * C * F, dv);  // the feature gradients stay in the compute type
+  // The product operands in TP: V, dnum, dden and, per group, the states (Sg holds Gs or Sc).
+  const TP *Vp = nullptr, *dnp = nullptr, *ddp = nullptr;
+  TP* Sg = nullptr;
+  if constexpr (kLowp) {
+    TP* vb = scratch<TP>(hVp, N * C * Dv, dv);
+    TP* nb = scratch<TP>(hDnp, N * C * Dv, dv);
+    TP* db = scratch<TP>(hDdp, N * C, dv);
+    convert(V, N * C * Dv, vb, stream);
+    convert(dnum, N * C * Dv, nb, stream);
+    convert(dden, N * C, db, stream);
+    Vp = vb;
+    dnp = nb;
+    ddp = db;
+    Sg = scratch<TP>(hSg, gc * BH * F * Dv, dv);
+  } else {
+    Vp = V;
+    dnp = dnum;
+    ddp = dden;
+  }
   // Readout contributions R_c = (phi(Q) e^b)^T dnum into Gs slot c - 1 (dS0 for c = 0), then the
   // reverse scan.
   for (int64_t c0 = 0; c0 < g.nc; c0 += gc) {
     const int64_t c1 = std::min(g.nc, c0 + gc), cnt = (c1 - c0) * BH, n0 = c0 * BH;
-    launch_features<TC, TS>(g, n0, cnt, Q, bl, 0, tab, P, stream);
+    launch_features<TC, TS, TP>(g, n0, cnt, Q, bl, 0, tab, P, stream);
     const int64_t skip = c0 == 0 ? 1 : 0;  // chunk 0 writes dS0
     if (skip) {
-      bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, BH, P, C * F, dnum, C * Dv, dS0, F * Dv);
-      if (g.sm) bgemm<TC>(fast, stream, dev, true, false, F, 1, C, BH, P, C * F, dden, C, dz0, F);
+      pgemm<TP, TC>(fast, stream, dev, true, false, F, Dv, C, BH, P, C * F, dnp, C * Dv, dS0, F * Dv);
+      if (g.sm) pgemm<TP, TC>(fast, stream, dev, true, false, F, 1, C, BH, P, C * F, ddp, C, dz0, F);
     }
     const int64_t m0 = skip * BH;  // first tile of the group written into Gs
-    bgemm<TC>(fast, stream, dev, true, false, F, Dv, C, cnt - m0, P + m0 * C * F, C * F, dnum + (n0 + m0) * C * Dv,
-              C * Dv, Gs + (n0 + m0 - BH) * F * Dv, F * Dv);
+    pgemm<TP, TC>(fast, stream, dev, true, false, F, Dv, C, cnt - m0, P + m0 * C * F, C * F,
+                  dnp + (n0 + m0) * C * Dv, C * Dv, Gs + (n0 + m0 - BH) * F * Dv, F * Dv);
     if (g.sm)
-      bgemm<TC>(fast, stream, dev, true, false, F, 1, C, cnt - m0, P + m0 * C * F, C * F, dden + (n0 + m0) * C, C,
-                Gz + (n0 + m0 - BH) * F, F);
+      pgemm<TP, TC>(fast, stream, dev, true, false, F, 1, C, cnt - m0, P + m0 * C * F, C * F, ddp + (n0 + m0) * C, C,
+                    Gz + (n0 + m0 - BH) * F, F);
   }
   LAUNCH(scan_bwd_kernel<TS>, BH * F * Dv)(g, F * Dv, bl, dS, Gs, dS0);
   if (g.sm) LAUNCH(scan_bwd_kernel<TS>, BH * F)(g, F, bl, dz, Gz, dz0);
@@ -773,18 +911,30 @@ void chunked_backward(const KernelArgs& a) {
   for (int64_t c0 = 0; c0 < g.nc; c0 += gc) {
     const int64_t c1 = std::min(g.nc, c0 + gc), cnt = (c1 - c0) * BH, n0 = c0 * BH;
     // Keys: dphi(K) = e^{B-b} (V G^T + gz); dV = (phi(K) e^{B-b}) G.
-    launch_features<TC, TS>(g, n0, cnt, K, bl, 1, tab, P, stream);
-    bgemm<TC>(fast, stream, dev, false, false, C, Dv, F, cnt, P, C * F, Gs + n0 * F * Dv, F * Dv, dV + n0 * C * Dv,
-              C * Dv);
-    bgemm<TC>(fast, stream, dev, false, true, C, F, Dv, cnt, V + n0 * C * Dv, C * Dv, Gs + n0 * F * Dv, F * Dv, DP,
-              C * F);
+    launch_features<TC, TS, TP>(g, n0, cnt, K, bl, 1, tab, P, stream);
+    const TP* Gp = nullptr;
+    if constexpr (kLowp) {
+      convert(Gs + n0 * F * Dv, cnt * F * Dv, Sg, stream);
+      Gp = Sg;
+    } else {
+      Gp = Gs + n0 * F * Dv;
+    }
+    pgemm<TP, TC>(fast, stream, dev, false, false, C, Dv, F, cnt, P, C * F, Gp, F * Dv, dV + n0 * C * Dv, C * Dv);
+    pgemm<TP, TC>(fast, stream, dev, false, true, C, F, Dv, cnt, Vp + n0 * C * Dv, C * Dv, Gp, F * Dv, DP, C * F);
     launch_dfeat<TC, TS>(g, n0, cnt, bl, 1, g.sm ? Gz : nullptr, dden, tab, K, DP, dK, rk, dev, stream);
     // Queries: dphi(Q) = e^b (dnum S^T + dden z).
-    bgemm<TC>(fast, stream, dev, false, true, C, F, Dv, cnt, dnum + n0 * C * Dv, C * Dv, Sc + n0 * F * Dv, F * Dv, DP,
-              C * F);
+    const TP* Sp = nullptr;
+    if constexpr (kLowp) {
+      convert(Sc + n0 * F * Dv, cnt * F * Dv, Sg, stream);  // after the products above read Gs from Sg
+      Sp = Sg;
+    } else {
+      Sp = Sc + n0 * F * Dv;
+    }
+    pgemm<TP, TC>(fast, stream, dev, false, true, C, F, Dv, cnt, dnp + n0 * C * Dv, C * Dv, Sp, F * Dv, DP, C * F);
     launch_dfeat<TC, TS>(g, n0, cnt, bl, 0, g.sm ? zc : nullptr, dden, tab, Q, DP, dQ, rq, dev, stream);
   }
   hP = Tensor();
+  hSg = Tensor();
   hDP = Tensor();
   hGs = Tensor();
   // Intra-chunk tiles.
