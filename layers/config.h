@@ -21,10 +21,11 @@ struct LinearMixerOptions {
   std::string norm = "sm";             // "sm" (divide by sum of weights) | "output" (RMSNorm over H*D)
   // Training path: "quadratic" (the fused masked op, O(T^2)), "chunked" (linear time, states between
   // chunks) or "auto": quadratic for sequences of at most chunked_from tokens, chunked above. The
-  // default crossover is the H100 measurement of docs/PERFORMANCE.md ("Choosing the form").
+  // default is the crossover measured on an H100 for 2Mamba (docs/PERFORMANCE.md, "Chunked 2Mamba"):
+  // the fused ops' fwd+bwd draw level at 32K tokens (41.8 ms each per 32K tokens).
   std::string form = "auto";
   int64_t chunk_size = 64;
-  int64_t chunked_from = 8192;
+  int64_t chunked_from = 32768;
 };
 
 // Mamba-2 (section 8, mamba_ssm Mamba2 semantics). n_ssm_heads = 0 means the full layer (d_ssm = H*D);
