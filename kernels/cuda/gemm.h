@@ -38,6 +38,28 @@ struct GemmCall {
   const void* bias = nullptr;  // (N) in dtype, or null
 };
 
+// A strided-batched call without bias: batch products C_i (+)= op(A_i) op(B_i), A_i = a + i * sa, ...
+inline GemmCall batched_gemm_call(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                  int64_t batch, const void* a, int64_t sa, const void* b, int64_t sb,
+                                  void* c, int64_t sc, bool accumulate) {
+  GemmCall g;
+  g.dtype = dtype;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  g.batch = batch;
+  g.a = a;
+  g.stride_a = sa;
+  g.b = b;
+  g.stride_b = sb;
+  g.c = c;
+  g.stride_c = sc;
+  g.accumulate = accumulate;
+  return g;
+}
+
 // Runs g on `stream` of `device` (which must be current).
 void gemm(const GemmCall& g, int device, cudaStream_t stream);
 

@@ -380,21 +380,8 @@ void bgemm(bool fast, cudaStream_t stream, int device, bool ta, bool tb, int64_t
            int64_t batch, const TC* a, int64_t sa, const TC* b, int64_t sb, TC* c, int64_t sc,
            bool accumulate = false) {
   if (batch <= 0) return;
-  GemmCall call;
-  call.dtype = dtype_of<TC>();
-  call.trans_a = ta;
-  call.trans_b = tb;
-  call.M = M;
-  call.N = N;
-  call.K = K;
-  call.batch = batch;
-  call.a = a;
-  call.stride_a = sa;
-  call.b = b;
-  call.stride_b = sb;
-  call.c = c;
-  call.stride_c = sc;
-  call.accumulate = accumulate;
+  const GemmCall call =
+      batched_gemm_call(dtype_of<TC>(), ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, accumulate);
   if constexpr (std::is_same_v<TC, float>)
     if (fast && gemm_lt(call, false, device, stream)) return;
   gemm(call, device, stream);
@@ -413,21 +400,7 @@ void bgemm_bf16(cudaStream_t stream, int device, bool ta, bool tb, int64_t M, in
                 const bf16_t* a, int64_t sa, const bf16_t* b, int64_t sb, float* c, int64_t sc,
                 bool accumulate = false) {
   if (batch <= 0) return;
-  GemmCall call;
-  call.dtype = DType::F32;
-  call.trans_a = ta;
-  call.trans_b = tb;
-  call.M = M;
-  call.N = N;
-  call.K = K;
-  call.batch = batch;
-  call.a = a;
-  call.stride_a = sa;
-  call.b = b;
-  call.stride_b = sb;
-  call.c = c;
-  call.stride_c = sc;
-  call.accumulate = accumulate;
+  GemmCall call = batched_gemm_call(DType::F32, ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, accumulate);
   if (gemm_lt(call, true, device, stream)) return;
   // Extents of the strided operands: batch - 1 strides plus one matrix.
   const int64_t na = (batch - 1) * sa + M * K, nb = (batch - 1) * sb + K * N;

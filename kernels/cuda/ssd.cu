@@ -336,21 +336,8 @@ dim3 row_grid(const Geo& g, int64_t rows) {
 template <typename T>
 void bgemm(cudaStream_t stream, int device, bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t batch,
            const T* a, int64_t sa, const T* b, int64_t sb, T* c, int64_t sc, bool accumulate = false) {
-  GemmCall call;
-  call.dtype = dtype_of<T>();
-  call.trans_a = ta;
-  call.trans_b = tb;
-  call.M = M;
-  call.N = N;
-  call.K = K;
-  call.batch = batch;
-  call.a = a;
-  call.stride_a = sa;
-  call.b = b;
-  call.stride_b = sb;
-  call.c = c;
-  call.stride_c = sc;
-  call.accumulate = accumulate;
+  const GemmCall call =
+      batched_gemm_call(dtype_of<T>(), ta, tb, M, N, K, batch, a, sa, b, sb, c, sc, accumulate);
   gemm(call, device, stream);
 }
 
