@@ -29,6 +29,9 @@
 namespace coil {
 namespace {
 
+using cuda_test::max_abs;
+using cuda_test::max_err;
+
 struct Shape4 {
   int64_t B, T, H, D;
 };
@@ -94,20 +97,6 @@ Outs cuda_run(const Shape4& s, const Inputs& in, DType t) {
   return r;
 }
 
-double max_abs(const std::vector<double>& x) {
-  double m = 0.0;
-  for (double v : x) m = std::max(m, std::fabs(v));
-  return m;
-}
-double max_err(const std::vector<double>& got, const std::vector<double>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double m = 0.0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
-    const double e = std::fabs(got[i] - want[i]);
-    m = std::isnan(e) ? INFINITY : std::max(m, e);
-  }
-  return m;
-}
 
 // --- f32 / f64 ------------------------------------------------------------------------------------------
 // Tolerance relative to the output's magnitude: f64 differs from the CPU only by summation order and

@@ -29,6 +29,10 @@
 namespace coil {
 namespace {
 
+using cuda_test::max_abs;
+using cuda_test::max_err;
+using cuda_test::rms_err;
+
 struct Case {
   int64_t B, T, H, D, Dv;
   int64_t power;
@@ -262,25 +266,6 @@ Outs naive_bf16(const Case& c, const Inputs& in) {
   return o;
 }
 
-double max_abs(const std::vector<double>& x) {
-  double m = 0.0;
-  for (double v : x) m = std::max(m, std::fabs(v));
-  return m;
-}
-double rms_err(const std::vector<double>& got, const std::vector<double>& want) {
-  double s = 0.0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) s += (got[i] - want[i]) * (got[i] - want[i]);
-  return want.empty() ? 0.0 : std::sqrt(s / double(want.size()));
-}
-double max_err(const std::vector<double>& got, const std::vector<double>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double m = 0.0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
-    const double e = std::fabs(got[i] - want[i]);
-    m = std::isnan(e) ? INFINITY : std::max(m, e);
-  }
-  return m;
-}
 
 struct Named {
   const char* name;

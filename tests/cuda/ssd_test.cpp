@@ -31,6 +31,10 @@
 namespace coil {
 namespace {
 
+using cuda_test::max_abs;
+using cuda_test::max_err;
+using cuda_test::rms_err;
+
 struct Case {
   int64_t B, H, G, T, N, P, chunk;
   bool s0;
@@ -85,25 +89,6 @@ Outs run_op(const Case& c, const Inputs& in, DType t, Device dev, bool composed 
           s0.defined() ? host(s0.grad()) : std::vector<double>()};
 }
 
-double max_abs(const std::vector<double>& x) {
-  double m = 0.0;
-  for (double v : x) m = std::max(m, std::fabs(v));
-  return m;
-}
-double max_err(const std::vector<double>& got, const std::vector<double>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double m = 0.0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
-    const double e = std::fabs(got[i] - want[i]);
-    m = std::isnan(e) ? INFINITY : std::max(m, e);
-  }
-  return m;
-}
-double rms_err(const std::vector<double>& got, const std::vector<double>& want) {
-  double s = 0.0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) s += (got[i] - want[i]) * (got[i] - want[i]);
-  return want.empty() ? 0.0 : std::sqrt(s / double(want.size()));
-}
 
 // f64: summation order and libm only; f32: fp32 GEMMs over chunks and states over a few hundred tokens.
 double tight_tol(DType t) { return t == DType::F64 ? 1e-11 : 2e-4; }
@@ -164,33 +149,7 @@ TEST(CudaSsd, Mamba2LayerMatchesCpu) {
   o.expand = 2;
   o.chunk_size = 16;
   const int64_t C = 24, B = 2, T = 70;
-  Generator g1(7), g2(7);
-  Mamba2 cpu(C, o, g1, ParamOptions{DType::F64, Device::cpu()});
-  Mamba2 gpu(C, o, g2, ParamOptions{DType::F32, Device::cuda(0)});
-  const auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
-  ASSERT_EQ(pc.size(), pg.size());
-  {
-    NoGradGuard no_grad;
-    for (size_t i = 0; i < pc.size(); ++i) Tensor(pg[i].second).copy_(pc[i].second);  // shares storage
-  }
-  Generator gen(8);
-  // f32-representable inputs, so both devices see the same values.
-  Tensor x = Tensor::randn({B, T, C}, gen, DType::F64).to(DType::F32).to(DType::F64);
-  Tensor r = Tensor::randn({B, T, C}, gen, DType::F64).to(DType::F32).to(DType::F64);
-  Tensor xc = x.set_requires_grad(true);
-  Tensor xg = x.to(DType::F32).to(Device::cuda(0)).detach().set_requires_grad(true);
-  Tensor yc = cpu.forward(xc), yg = gpu.forward(xg);
-  sum(yc * r).backward();
-  sum(yg * r.to(DType::F32).to(Device::cuda(0))).backward();
-  auto host = [](const Tensor& t) { return t.to(Device::cpu()).to(DType::F64).to_vector(); };
-  auto check = [&](const std::string& what, const std::vector<double>& got, const std::vector<double>& want) {
-    const double err = max_err(got, want), lim = 1e-4 * std::max(1.0, max_abs(want));
-    EXPECT_LE(err, lim) << what;
-  };
-  check("y", host(yg), host(yc));
-  check("dx", host(xg.grad()), host(xc.grad()));
-  for (size_t i = 0; i < pc.size(); ++i)
-    check("d " + pc[i].first, host(pg[i].second.grad()), host(pc[i].second.grad()));
+  cuda_test::expect_layer_matches_cpu<Mamba2>(C, o, B, T);
 }
 
 }  // namespace
