@@ -194,7 +194,9 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                                       yaml::int_field(f, "sp", &c.parallel.sp, 1),
                                       yaml::bool_field(f, "zero1", &c.parallel.zero1),
                                       yaml::string_field(f, "backend", &c.parallel.backend,
-                                                         {"auto", "mpi", "nccl"})};
+                                                         {"auto", "mpi", "nccl"}),
+                                      yaml::string_field(f, "sp_style", &c.parallel.sp_style,
+                                                         {"auto", "chain", "gather", "ring", "balanced"})};
           },
           f),
       section(
@@ -266,6 +268,14 @@ RunConfig read_run_config(const YAML::Node& root, const std::string& file) {
                "the global micro-batch " + std::to_string(c.train.batch_size) +
                    " must divide by parallel.dp = " + std::to_string(c.parallel.dp) +
                    " (each dp rank takes an equal slice)");
+  if ((c.parallel.sp_style == "ring" || c.parallel.sp_style == "balanced") && c.model.mixer != "softmax")
+    yaml::fail(file, node("parallel"), "parallel.sp_style",
+               "sp_style " + c.parallel.sp_style + " splits softmax attention only; model.mixer is " +
+                   c.model.mixer + " (use auto, chain or gather)");
+  if (c.parallel.sp_style == "balanced" && c.train.seq_len % (2 * c.parallel.sp) != 0)
+    yaml::fail(file, node("parallel"), "parallel.sp_style",
+               "sp_style balanced cuts each sequence into 2 sp = " + std::to_string(2 * c.parallel.sp) +
+                   " equal chunks; train.seq_len " + std::to_string(c.train.seq_len) + " does not divide");
   if (c.parallel.backend == "nccl" && c.train.device != "cuda")
     yaml::fail(file, node("parallel"), "parallel.backend",
                "nccl moves CUDA tensors only: it needs train.device cuda (got train.device " +
@@ -450,6 +460,7 @@ std::string run_config_to_yaml(const RunConfig& c) {
   kv("sp", c.parallel.sp);
   kv("zero1", c.parallel.zero1);
   kv("backend", c.parallel.backend);
+  kv("sp_style", c.parallel.sp_style);
   out << YAML::EndMap;
   out << YAML::Key << "checkpoint" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << c.checkpoint.dir;

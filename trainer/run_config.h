@@ -17,6 +17,7 @@
 //   precision: fp32             # fp32 | bf16 (CUDA only: core/autocast.h bf16 GEMMs, fp32 masters)
 //   parallel: {dp: 1, tp: 1, sp: 1, zero1: false}   # dp x tp x sp = the mpirun world size;
 //                               # zero1: AdamW state sharded over the dp x sp ranks (parallel/zero.h)
+//                               # sp_style: auto | chain | gather | ring | balanced (ParallelConfig)
 //   checkpoint: {dir: runs/NAME, every: 0 (end only), keep_last: 3 (0: keep all)}
 //   logging: {jsonl: "" (none), peak_tflops: 0 (no MFU)}
 #pragma once
@@ -84,6 +85,13 @@ struct ParallelConfig {
   // one rank, unless a node has more ranks than GPUs; mpi otherwise). trainer/train_parallel.h
   // make_run_world resolves it.
   std::string backend = "auto";
+  // How sp ranks hand a mixer what the earlier shards left (parallel/sequence.h): "chain" (each rank
+  // receives the scan state from rank - 1 and sends its own on; the ranks pipeline layer by layer),
+  // "gather" (one all-gather of every shard's K, V or zero-start state), "ring" and "balanced" (softmax
+  // only: K, V passed rank to rank; the load-balanced causal split), or "auto": chain for mixers
+  // whose state has a fixed size (linear attention with power 1 or 2, Mamba-1, Mamba-2), gather for
+  // the others (softmax and 2Mamba-E would pass their growing K, V prefix along the chain).
+  std::string sp_style = "auto";
 };
 
 struct CheckpointConfig {

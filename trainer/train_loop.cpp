@@ -199,6 +199,7 @@ TrainResult train(const RunConfig& cfg, BatchSource& train_src, BatchSource* eva
   backend.append(backend_used.kind).append(", ");
   backend.append(backend_used.kind == "single" ? device_name(device) : world->name());
   if (!backend_used.note.empty()) backend.append("; ").append(backend_used.note);
+  if (cfg.parallel.sp > 1) backend.append("; sp style ").append(sp_style_name(cfg));
   if (out) {
     std::snprintf(line, sizeof line,
                   "run %s: %s model, %lld parameters; %lld x %lld tokens x %lld accum per step "

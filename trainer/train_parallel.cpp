@@ -70,6 +70,25 @@ std::map<std::string, AdamWParamState*> states_by_name(const Module& model, cons
 
 }  // namespace
 
+ParallelOptions parallel_options(const RunConfig& c) {
+  ParallelOptions o;
+  std::string style = c.parallel.sp_style;
+  if (style == "auto") {
+    const bool fixed_state = c.model.mixer == "mamba1" || c.model.mixer == "mamba2" ||
+                             (c.model.mixer == "linear" && c.model.linear.power != "exp");
+    style = fixed_state ? "chain" : "gather";
+  }
+  o.sequence_chain = style == "chain";
+  o.sequence_ring = style == "ring";
+  o.balanced_causal = style == "balanced";
+  return o;
+}
+
+std::string sp_style_name(const RunConfig& c) {
+  const ParallelOptions o = parallel_options(c);
+  return o.sequence_chain ? "chain" : o.sequence_ring ? "ring" : o.balanced_causal ? "balanced" : "gather";
+}
+
 bool sharded_layout(const RunConfig& c) {
   return c.parallel.tp * c.parallel.sp > 1 || c.parallel.zero1;
 }
@@ -177,7 +196,7 @@ TrainParallel::~TrainParallel() = default;
 Module& TrainParallel::build_model(const ParamOptions& options) {
   if (sharded()) {
     sharded_ = std::make_unique<ParallelLanguageModel>(config_.model, ParallelGroups::of(*grid_),
-                                                       ParallelOptions{}, options);
+                                                       parallel_options(config_), options);
     if (!config_.parallel.zero1) adamw_ = make_optimizer(config_, *sharded_);
     return *sharded_;
   }

@@ -4,6 +4,8 @@
 # masked, so ranks count different numbers of targets), fp32 on the CPU:
 #   1. the dp2 checkpoint of step 4 resumed with dp1, tp2 and sp2 continues steps 5..8 with the
 #      per-step and held-out losses of the uninterrupted dp2 run (relative difference <= 1e-5);
+#      sp2 in every parallel.sp_style the mixer takes (auto, chain, gather; softmax also ring and
+#      balanced) as well;
 #      So do dp2 x tp2, tp2 x sp2, dp2 x sp2 and dp2 x sp2 with ZeRO-1 (mpirun -np 4).
 #   2. the checkpoints the tp2 and the sp2 runs wrote at step 6 (gathered full tensors) resume with
 #      dp1 for steps 7..8 with the same losses (<= 1e-5);
@@ -59,6 +61,16 @@ for case in softmax 2mamba; do
   [[ $(grep -c "^step      8/8 | loss" "$WORK/$case-tp2.log") == 1 ]] || { echo "rank 1 printed progress"; exit 1; }
   run "$case-sp2" 2 "$config" --set parallel.dp=1 --set parallel.sp=2 --resume "$ckpt"
   compare "$case-dp2" "$case-sp2" 5
+  # parallel.sp_style auto: the state chain for 2Mamba, the K, V all-gather for softmax; every other
+  # style the mixer takes continues with the same losses.
+  if [[ $case == 2mamba ]]; then auto=chain; others=(gather); else auto=gather; others=(chain ring balanced); fi
+  grep -q "sp style $auto" "$WORK/$case-sp2.log" || { grep "^run " "$WORK/$case-sp2.log"; echo "sp_style auto is not $auto"; exit 1; }
+  for style in "${others[@]}"; do
+    run "$case-sp2-$style" 2 "$config" --set parallel.dp=1 --set parallel.sp=2 --set parallel.sp_style=$style \
+      --resume "$ckpt"
+    grep -q "sp style $style" "$WORK/$case-sp2-$style.log" || { echo "sp_style $style not in the banner"; exit 1; }
+    compare "$case-dp2" "$case-sp2-$style" 5
+  done
   for layout in "dp=2 tp=2" "tp=2 sp=2" "dp=2 sp=2" "dp=2 sp=2 zero1=true"; do
     name=$case-${layout// /-}
     sets=(--set parallel.dp=1)
