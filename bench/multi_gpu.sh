@@ -31,7 +31,7 @@
 # Environment: COIL (required), DEVICE cuda|cpu (default cuda), NGPU (default: nvidia-smi's count;
 # cpu: 2 ranks), OUT (logs and summary; default /tmp/coil_multi_gpu), WORK_DIR (scratch; default
 # /tmp/coil_multi_gpu_work), PARTS, BUDGET_S (default 450),
-# SMALL (default 2mamba). DEVICE=cpu runs every part with tiny models and the MPI backend
+# SMALL (default 2mamba), D_MODELS (part d's models, default "2mamba softmax"). DEVICE=cpu runs every part with tiny models and the MPI backend
 # (--oversubscribe) to check this script itself. Exit status: 1 when a correctness check failed.
 # With 4 or 8 GPUs part a has 8 or 11 layouts per model and precision: BUDGET_S=900 (4) or 1500 (8)
 # runs them all; with less, the runs past each part's share are listed as skipped.
@@ -378,7 +378,7 @@ if has_part d && ((NGPU >= 2)); then
     floor=$((NGPU * 64)); top=$((NGPU * 512))
   fi
   best=""
-  for model in 2mamba softmax; do
+  for model in ${D_MODELS:-2mamba softmax}; do
     cfg="$WORK/cfg/d-$model.yaml"
     perf_config "$model" "$cfg"
     extra=(--set train.batch_size=1 --set train.steps=4 --set parallel.sp=$NGPU)
@@ -490,6 +490,7 @@ EOF
       >"$OUTDIR/e-two-nodes.log" 2>&1
     rc=$?
     echo "   e-two-nodes ($NGPU ranks on 2 'nodes', $((SECONDS - t))s): rc $rc"
+    ((rc != 0)) && tail -n 25 "$OUTDIR/e-two-nodes.log" | cut -c1-240 | sed 's/^/      | /'
     sed 's/^/   /' "$WORK/fake_ssh.log" 2>/dev/null
     grep -m1 "^run " "$OUTDIR/e-two-nodes.log" | sed 's/^/   banner: /'
     res=$(compare_runs "e-one-node" "e-two-nodes" 1e-5) || FAILED=1

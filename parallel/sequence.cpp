@@ -16,30 +16,40 @@ namespace coil {
 namespace {
 constexpr int kTagTailFwd = 301, kTagTailBwd = 302, kTagChainFwd = 303, kTagChainBwd = 304;
 
-// State metadata: number of entries, then per entry the name's length, its characters, the rank and
-// the sizes; sent as its length and then itself.
+// State metadata: number of entries, then per entry the name's length, its characters, the dtype,
+// the rank and the sizes; sent as its length and then itself. The dtype travels because a state's
+// entries need not share the activations' (under bf16 autocast the scan state S, z stays f32 next to
+// a bf16 conv carry), and a receive buffer of the wrong width would not match the send.
+struct StateEntryMeta {
+  std::string name;
+  DType dtype;
+  Shape shape;
+};
+
 Tensor encode_meta(const MixerState& s) {
   std::vector<int64_t> m{int64_t(s.entries.size())};
   for (const auto& [name, t] : s.entries) {
     m.push_back(int64_t(name.size()));
     for (char ch : name) m.push_back(int64_t(ch));
+    m.push_back(int64_t(t.dtype()));
     m.push_back(t.dim());
     for (int64_t d : t.shape()) m.push_back(d);
   }
   return Tensor::from_ints(m, {int64_t(m.size())}, DType::I64);
 }
 
-std::vector<std::pair<std::string, Shape>> decode_meta(const std::vector<int64_t>& m) {
-  std::vector<std::pair<std::string, Shape>> out;
+std::vector<StateEntryMeta> decode_meta(const std::vector<int64_t>& m) {
+  std::vector<StateEntryMeta> out;
   size_t i = 0;
   const int64_t n = m.at(i++);
   for (int64_t e = 0; e < n; ++e) {
-    std::string name;
+    StateEntryMeta entry;
     const int64_t len = m.at(i++);
-    for (int64_t c = 0; c < len; ++c) name.push_back(char(m.at(i++)));
-    Shape shape(size_t(m.at(i++)));
-    for (auto& d : shape) d = m.at(i++);
-    out.emplace_back(name, shape);
+    for (int64_t c = 0; c < len; ++c) entry.name.push_back(char(m.at(i++)));
+    entry.dtype = DType(m.at(i++));
+    entry.shape.resize(size_t(m.at(i++)));
+    for (auto& d : entry.shape) d = m.at(i++);
+    out.push_back(std::move(entry));
   }
   return out;
 }
@@ -118,19 +128,20 @@ Tensor chain_receive(const Tensor& x, const CommPtr& sp, MixerState* state) {
   sp->recv(len, r - 1, kTagChainFwd);
   Tensor meta = Tensor::zeros({int64_t(len.item())}, DType::I64);
   sp->recv(meta, r - 1, kTagChainFwd);
+  const std::vector<StateEntryMeta> entries = decode_meta(meta.to_ints());
   std::vector<Tensor> outs{x.detach()};
-  for (const auto& [name, shape] : decode_meta(meta.to_ints())) {
-    Tensor t = Tensor::zeros(shape, x.dtype(), x.device());
+  for (const StateEntryMeta& e : entries) {
+    Tensor t = Tensor::zeros(e.shape, e.dtype, x.device());
     sp->recv(t, r - 1, kTagChainFwd);
     outs.push_back(t);
   }
   const bool recorded =
-      record("sp_chain_receive", {x}, outs, [sp, r](const std::vector<Tensor>& g, const std::vector<Tensor>&) {
-        for (size_t i = 1; i < g.size(); ++i) sp->send(g[i].contiguous(), r - 1, kTagChainBwd);
+      record("sp_chain_receive", {x}, outs, [sp, r, entries](const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+        // In the dtype rank - 1 posted its receive for (the state entry's own).
+        for (size_t i = 1; i < g.size(); ++i) sp->send(g[i].to(entries[i - 1].dtype).contiguous(), r - 1, kTagChainBwd);
         return std::vector<Tensor>{g[0]};
       });
-  const auto names = decode_meta(meta.to_ints());
-  for (size_t i = 0; i < names.size(); ++i) state->set(names[i].first, outs[i + 1]);
+  for (size_t i = 0; i < entries.size(); ++i) state->set(entries[i].name, outs[i + 1]);
   return recorded ? outs[0] : x;
 }
 
@@ -141,19 +152,18 @@ Tensor chain_send(const Tensor& y, const MixerState& state, const CommPtr& sp) {
   sp->send(Tensor::from_ints({meta.numel()}, {1}, DType::I64), r + 1, kTagChainFwd);
   sp->send(meta, r + 1, kTagChainFwd);
   std::vector<Tensor> ins{y};
-  std::vector<Shape> shapes;
+  std::vector<std::pair<Shape, DType>> shapes;  // each entry's gradient comes back in its dtype
   for (const auto& [name, t] : state.entries) {
     sp->send(t.detach().contiguous(), r + 1, kTagChainFwd);
     ins.push_back(t);
-    shapes.push_back(t.shape());
+    shapes.emplace_back(t.shape(), t.dtype());
   }
   Tensor out = y.detach();
-  const DType dt = y.dtype();
   const Device dev = y.device();
   if (!record("sp_chain_send", ins, {out},
-              [sp, r, shapes, dt, dev](const std::vector<Tensor>& g, const std::vector<Tensor>&) {
+              [sp, r, shapes, dev](const std::vector<Tensor>& g, const std::vector<Tensor>&) {
                 std::vector<Tensor> d{g[0]};
-                for (const auto& s : shapes) {
+                for (const auto& [s, dt] : shapes) {
                   Tensor t = Tensor::zeros(s, dt, dev);
                   sp->recv(t, r + 1, kTagChainBwd);
                   d.push_back(t);

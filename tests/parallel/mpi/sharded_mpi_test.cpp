@@ -8,11 +8,13 @@
 
 #include <iostream>
 
+#include "core/autograd/engine.h"
 #include "core/autograd/grad_mode.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "mpi_test_util.h"
 #include "parallel/data_parallel.h"
+#include "parallel/sequence.h"
 #include "parallel/sharded_model.h"
 #include "trainer/adamw.h"
 #include "trainer/model_yaml.h"
@@ -260,6 +262,43 @@ TEST(Mpi4Ranks, HybridSp4Dp2Sp2Dp2Tp2Tp2Sp2) {
   run_layout("hybrid", 2, 1, 2);
   run_layout("hybrid", 2, 2, 1);
   run_layout("hybrid", 1, 2, 2);
+}
+// The chain's messages carry each state entry's own dtype: under bf16 autocast the scan state S stays
+// f32 next to bf16 activations, and a receive buffer sized by the activations' dtype would not match
+// the send (NCCL waits forever on such a pair). Here x is f64, the state one f32 and one f64 entry;
+// rank 1 gets both in their dtypes and values, and the backward hands rank 0 the gradients of each
+// entry in its dtype.
+TEST(Mpi2RanksChain, StateEntriesKeepTheirDtypes) {
+  CommPtr sp = world();
+  const int r = sp->rank();
+  Tensor x = Tensor::from_vector({1.0, 2.0}, {1, 2}, DType::F64);
+  x.set_requires_grad(true);
+  Tensor s32 = Tensor::from_vector({0.5, -1.5, 2.5}, {3}, DType::F32);
+  s32.set_requires_grad(true);
+  Tensor s64 = Tensor::from_vector({4.0, 8.0}, {2}, DType::F64);
+  s64.set_requires_grad(true);
+  if (r == 0) {
+    MixerState st;
+    st.set("S", s32 * 2.0);
+    st.set("conv", s64 * 3.0);
+    Tensor y = chain_send(x * 1.0, st, sp);
+    sum(y).backward();
+    // d(sum y)/dx = 1; the state's gradients come from rank 1: d/dS of sum(S * 5) = 5, times 2.
+    ASSERT_TRUE(s32.grad().defined() && s64.grad().defined());
+    EXPECT_EQ(s32.grad().dtype(), DType::F32);
+    EXPECT_EQ(s64.grad().dtype(), DType::F64);
+    EXPECT_EQ(s32.grad().to_vector(), (std::vector<double>{10.0, 10.0, 10.0}));
+    EXPECT_EQ(s64.grad().to_vector(), (std::vector<double>{21.0, 21.0}));  // 7 x 3
+  } else {
+    MixerState in;
+    Tensor xin = chain_receive(x, sp, &in);
+    ASSERT_TRUE(in.has("S") && in.has("conv"));
+    EXPECT_EQ(in.get("S").dtype(), DType::F32);
+    EXPECT_EQ(in.get("conv").dtype(), DType::F64);
+    EXPECT_EQ(in.get("S").to_vector(), (std::vector<double>{1.0, -3.0, 5.0}));
+    EXPECT_EQ(in.get("conv").to_vector(), (std::vector<double>{12.0, 24.0}));
+    backward({sum(xin), sum(in.get("S") * 5.0), sum(in.get("conv") * 7.0)}, {Tensor(), Tensor(), Tensor()});
+  }
 }
 }  // namespace
 }  // namespace coil
