@@ -146,6 +146,22 @@ TEST(RunConfigTest, UnsupportedSettingsSayWhy) {
                 .find("parallel.zero1: ZeRO-1 applies one weight decay to every parameter"),
             std::string::npos)
       << error_of(kBase, {"parallel.zero1=true", "optim.decay=matrices"});
+  // sp_style: ring and balanced split softmax attention only; balanced needs 2 sp equal chunks.
+  EXPECT_EQ(error_of(kBase, {"parallel.sp=2", "parallel.sp_style=balanced"}), "(no error)");
+  EXPECT_EQ(error_of(kBase, {"parallel.sp=2", "parallel.sp_style=chain"}), "(no error)");
+  EXPECT_NE(error_of(kBase, {"parallel.sp_style=rings"}).find("expected one of auto, chain, gather, ring, balanced"),
+            std::string::npos)
+      << error_of(kBase, {"parallel.sp_style=rings"});
+  EXPECT_NE(error_of(kBase, {"model.mixer=linear", "parallel.sp_style=ring"})
+                .find("parallel.sp_style: sp_style ring splits softmax attention only; model.mixer is linear"),
+            std::string::npos)
+      << error_of(kBase, {"model.mixer=linear", "parallel.sp_style=ring"});
+  const std::vector<std::string> odd_chunks{"train.seq_len=12", "parallel.sp=4", "parallel.sp_style=balanced"};
+  EXPECT_NE(error_of(kBase, odd_chunks)
+                .find("parallel.sp_style: sp_style balanced cuts each sequence into 2 sp = 8 equal chunks; "
+                      "train.seq_len 12 does not divide"),
+            std::string::npos)
+      << error_of(kBase, odd_chunks);
   // dp is accepted (the world size is checked when training starts); the global micro-batch must
   // split evenly over it.
   EXPECT_EQ(error_of(kBase, {"parallel.dp=2"}), "(no error)");
