@@ -13,6 +13,12 @@
 //                        [--lengths 1024,2048,4096,8192,16384,32768] [--csv FILE]
 // --csv writes "T,B,H,D,fwd_ms,fwdbwd_kernels_ms,impl_fwd,impl_bwd,fwdbwd_autograd_ms" lines for
 // bench/attention_torch.py.
+//   coil_attention_bench --prefix 4096:8192 [--heads 16] [--dim 64] [--iters 5] [--warmup 1]
+// instead times prefix_attention (layers/prefix_attention.h) at B = 1, Tq queries over Tk keys, bf16,
+// forward + backward through autograd, as sequence parallel runs it: causal (a later shard over its
+// gathered prefix), causal with the lse output in the loss (the ring: the backward gets dlse), and
+// non-causal with lse (a ring step over an earlier shard); each through the fused op (no decay) and
+// through the block path it replaced (the same call with all-zero decay cumsums, which is that path).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -23,6 +29,7 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bench/kernel_bench.h"
@@ -33,6 +40,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/stream.h"
+#include "layers/prefix_attention.h"
 
 namespace {
 
@@ -42,12 +50,23 @@ inline constexpr int64_t kMaxNativeT = 2048;
 
 struct Options : bench::KernelBenchOptions {
   std::string csv;
+  int64_t prefix_q = 0, prefix_k = 0;  // --prefix Tq:Tk
 };
 
 Options parse(int argc, char** argv) {
   Options o;
   bench::parse_kernel_bench_args(argc, argv, o, "bench/attention_bench.cpp",
                                  [&](const std::string& a, const std::function<std::string()>& next) {
+                                   if (a == "--prefix") {
+                                     const std::string v = next();
+                                     const size_t colon = v.find(':');
+                                     COIL_CHECK(colon != std::string::npos, "--prefix wants Tq:Tk, got ", v);
+                                     o.prefix_q = std::stoll(v.substr(0, colon));
+                                     o.prefix_k = std::stoll(v.substr(colon + 1));
+                                     COIL_CHECK(o.prefix_q > 0 && o.prefix_k >= o.prefix_q,
+                                                "--prefix wants 0 < Tq <= Tk, got ", v);
+                                     return true;
+                                   }
                                    if (a != "--csv") return false;
                                    o.csv = next();
                                    return true;
@@ -56,6 +75,52 @@ Options parse(int argc, char** argv) {
 }
 
 using bench::median_ms;
+
+// --prefix: prefix_attention forward + backward, fused op against the block path, one row per form.
+int run_prefix(const Options& opt) {
+  const Device gpu = Device::cuda(0);
+  const int64_t Tq = opt.prefix_q, Tk = opt.prefix_k, H = opt.heads, D = opt.dim;
+  std::printf("prefix_attention bf16 fwd+bwd (autograd), B=1 Tq=%lld Tk=%lld H=%lld D=%lld, median of %d after "
+              "%d warm-up\n",
+              (long long)Tq, (long long)Tk, (long long)H, (long long)D, opt.iters, opt.warmup);
+  Generator gen(2026);
+  auto leaf = [&](int64_t T) {
+    Tensor t = Tensor::randn({1, T, H, D}, gen, DType::F32).to(DType::BF16).to(gpu);
+    t.set_requires_grad(true);
+    return t;
+  };
+  Tensor q = leaf(Tq), k = leaf(Tk), v = leaf(Tk);
+  const Tensor dO = Tensor::randn({1, Tq, H, D}, gen, DType::F32).to(DType::BF16).to(gpu);
+  const Tensor dl = Tensor::randn({1, Tq, H}, gen, DType::F32).to(gpu);
+  const Tensor zq = Tensor::zeros({1, Tq, H}, DType::F32, gpu), zk = Tensor::zeros({1, Tk, H}, DType::F32, gpu);
+  const double sm = 1.0 / std::sqrt(double(D));
+  std::printf("%-22s %-18s %12s %12s %9s\n", "form", "impl fwd / bwd", "fused ms", "block ms", "speed-up");
+  for (const auto& [name, causal, with_lse] : {std::tuple{"causal (gather)", true, false},
+                                              std::tuple{"causal + lse (ring)", true, true},
+                                              std::tuple{"full + lse (ring)", false, true}}) {
+    const cuda::AttentionShape as{1, Tq, Tk, H, D, causal, with_lse};
+    const auto impl_f = cuda::bf16_attention_impl(0, as, false), impl_b = cuda::bf16_attention_impl(0, as, true);
+    auto step = [&, causal = causal, with_lse = with_lse](bool block) {
+      Tensor lse;
+      Tensor y = prefix_attention(q, k, v, sm, block ? zq : Tensor(), block ? zk : Tensor(),
+                                  with_lse ? &lse : nullptr, causal);
+      Tensor loss = sum((y * dO).to(DType::F32));
+      if (with_lse) loss = loss + sum(lse * dl);
+      loss.backward();
+    };
+    auto clear = [&] {
+      q.zero_grad();
+      k.zero_grad();
+      v.zero_grad();
+    };
+    const double fused = median_ms(opt.warmup, opt.iters, [&] { step(false); }, clear);
+    const double block = median_ms(opt.warmup, opt.iters, [&] { step(true); }, clear);
+    const std::string impl = std::string(cuda::attention_impl_name(impl_f)) + " / " + cuda::attention_impl_name(impl_b);
+    std::printf("%-22s %-18s %12.3f %12.3f %8.1fx\n", name, impl.c_str(), fused, block, block / fused);
+    std::fflush(stdout);
+  }
+  return 0;
+}
 
 int run(const Options& opt) {
   if (!device_type_available(DeviceType::CUDA)) {
@@ -66,6 +131,7 @@ int run(const Options& opt) {
   COIL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (%d SMs); %s\n", prop.name, prop.multiProcessorCount,
               cuda::cudnn_attention_info().c_str());
+  if (opt.prefix_q) return run_prefix(opt);
   std::printf("causal bf16 attention, H=%lld D=%lld, %lld tokens per call, median of %d after %d warm-up\n",
               (long long)opt.heads, (long long)opt.dim, (long long)opt.tokens, opt.iters, opt.warmup);
   FILE* csv = opt.csv.empty() ? nullptr : std::fopen(opt.csv.c_str(), "w");

@@ -60,9 +60,14 @@
                                  /* (2i, 2i+1) rotate by (attrs.pos_offset + t) * theta^(-2i/D);   */ \
                                  /* attrs.reverse rotates by minus the angle (the backward);     */ \
                                  /* attrs.bf16_positions rounds p to bf16 first (paper baseline) */ \
-  X(Attention, "attention", F)   /* in: q, k, v (B, T, H, D) -> out: o (B, T, H, D), lse (B, H, T)  */ \
-                                 /* causal; attrs.scale multiplies q.k                        */ \
-  X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse -> out: dq, dk, dv      */ \
+  X(Attention, "attention", F)   /* in: q (B, Tq, H, D), k, v (B, Tk, H, D) -> out: o (B, Tq, H, D), */ \
+                                 /* lse (B, H, Tq); attrs.scale multiplies q.k. attrs.causal: query  */ \
+                                 /* i sits at P + i, P = Tk - Tq >= 0, and sees keys j <= P + i      */ \
+                                 /* (bottom-right aligned; Tq == Tk is plain causal); else every key */ \
+                                 /* visible (Tk >= 1)                                                */ \
+  X(AttentionBackward, "attention_backward", B) /* in: do, q, k, v, o, lse[, dlse     */ \
+                                 /* (B, H, Tq) stat dtype, lse's gradient] -> out: dq (B, Tq, H, D), */ \
+                                 /* dk, dv (B, Tk, H, D)                                             */ \
   X(AttentionDecode, "attention_decode", N) /* the decode step, forward only: in q (B, 1, H, D),  */ \
                                  /* k, v (B, P, H, D), P >= 1 -> out: o (B, 1, H, D); every key      */ \
                                  /* visible; attrs.scale multiplies q.k                            */ \

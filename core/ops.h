@@ -68,6 +68,14 @@ Tensor rope(const Tensor& x, int64_t pos_offset = 0, double theta = 10000.0,
 // Causal softmax attention, q, k, v (B, T, H, D) -> (B, T, H, D); scale defaults to 1/sqrt(D).
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                         std::optional<double> scale = std::nullopt);
+// Softmax attention of q (B, Tq, H, D) over k, v (B, Tk, H, D) -> (B, Tq, H, D), fused (op Attention).
+// causal: query i sits at position Tk - Tq + i and sees keys j <= Tk - Tq + i (needs Tk >= Tq; a
+// block of queries at the end of its keys, as sequence shards and KV caches have it); otherwise every
+// key is visible (Tk >= 1). lse, when given, receives each query's log-sum-exp of its scaled scores
+// (B, Tq, H) in the statistics dtype (f64 for f64, else f32), differentiable: partial attentions over
+// disjoint key sets merge exactly through it.
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, std::optional<double> scale,
+                 bool causal, Tensor* lse = nullptr);
 // One decode step of softmax attention: q (B, 1, H, D) over a K/V cache k, v (B, P, H, D), every key
 // visible -> (B, 1, H, D); scale defaults to 1/sqrt(D). Forward only (no autograd node): an input that
 // requires grad while grad mode is on is an error (prefix_attention is the differentiable form).

@@ -23,6 +23,7 @@ struct OpAttrs {
   bool bf16_positions = false;  // rope: positions rounded to bf16 (the paper's training code)
   int64_t pos_offset = 0;
   double scale = 1.0;
+  bool causal = true;    // attention: bottom-right aligned causal mask, else every key visible
   int64_t power = 1;     // linattn: 1 or 2
   bool sm_norm = false;  // linattn: divide by the clamped denominator
   int64_t ignore_index = -100;

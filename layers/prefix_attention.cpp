@@ -1,10 +1,11 @@
-// prefix_attention: flash-attention style in blocks of queries x keys with an online softmax (running
-// row max m, sum l, accumulator), so no (Tq, Tk) score tensor exists; one autograd node that keeps
-// only q, k, v, the output and the row log-sum-exp, and recomputes each block's scores in backward.
-// The blocks run on the tensor ops (any device) in f32 (f64 for f64 inputs) with autocast off, forward
-// and backward: the running max / sum / output need the precision, and the backward's mixed inputs
-// (a bf16 q next to an f32 incoming gradient) one dtype. The output and the gradients come back in
-// the inputs' dtypes.
+// prefix_attention: without a decay cumsum, the fused attention op (core/ops.h attention()). With one
+// (2Mamba-E's decayed scores, which the fused op does not take), flash-attention style in blocks of
+// queries x keys with an online softmax (running row max m, sum l, accumulator), so no (Tq, Tk) score
+// tensor exists; one autograd node that keeps only q, k, v, the output and the row log-sum-exp, and
+// recomputes each block's scores in backward. The blocks run on the tensor ops (any device) in f32
+// (f64 for f64 inputs) with autocast off, forward and backward: the running max / sum / output need
+// the precision, and the backward's mixed inputs (a bf16 q next to an f32 incoming gradient) one
+// dtype. The output and the gradients come back in the inputs' dtypes.
 #include "layers/prefix_attention.h"
 
 #include <algorithm>
@@ -73,7 +74,13 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
              shape_str(v.shape()), " do not fit (expected (B, Tq > 0, H, D) and (B, Tk, H, D) with Tk ",
              causal ? ">= Tq)" : ">= 1)");
   const bool decay = acs_q.defined();
-  if (decay)
+  // Without a decay the scores are plain softmax attention: the fused op (op Attention, cuDNN's flash
+  // attention for bf16 on CUDA) with the same bottom-right causal alignment and a differentiable lse.
+  if (!decay) {
+    COIL_CHECK(!acs_k.defined(), "prefix_attention: acs_k ", shape_str(acs_k.shape()),
+               " is given without acs_q");
+    return attention(q, k, v, sm_scale, causal, lse_out);
+  }
     COIL_CHECK(acs_k.defined() && acs_q.shape() == (Shape{q.size(0), q.size(1), q.size(2)}) &&
                    acs_k.shape() == (Shape{k.size(0), k.size(1), k.size(2)}),
                "prefix_attention: acs_q ", shape_str(acs_q.shape()), " / acs_k ",

@@ -1,5 +1,5 @@
 // Model ops with fused forward and backward kernels: embedding, RMSNorm (alone or with the residual add
-// before it), SwiGLU, softmax, RoPE, causal attention, cross-entropy, causal depthwise conv1d. Each
+// before it), SwiGLU, softmax, RoPE, softmax attention, cross-entropy, causal depthwise conv1d. Each
 // front-end flattens leading dims, checks shapes (messages name both tensors), and records a node that
 // calls the backward kernel.
 #include <cmath>
@@ -171,37 +171,64 @@ Tensor rope(const Tensor& x, int64_t pos_offset, double theta, bool bf16_positio
   return y;
 }
 
-Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                        std::optional<double> scale) {
-  check_floating("causal_attention", q_in, "q");
+Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, std::optional<double> scale,
+                 bool causal, Tensor* lse_out) {
+  check_floating("attention", q_in, "q");
   Tensor q = autocast_lower(q_in), k = autocast_lower(k_in), v = autocast_lower(v_in);
-  check_same("causal_attention", q, "q", k, "k");
-  check_same("causal_attention", q, "q", v, "v");
-  COIL_CHECK(q.dim() == 4, "causal_attention: q must be (B, T, H, D), got ", shape_str(q.shape()));
-  check_shape("causal_attention", k, "k", q.shape(), q, "q");
-  check_shape("causal_attention", v, "v", q.shape(), q, "q");
-  int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
-  double s = scale.value_or(1.0 / std::sqrt(double(D)));
+  check_same("attention", q, "q", k, "k");
+  check_same("attention", q, "q", v, "v");
+  COIL_CHECK(q.dim() == 4, "attention: q must be (B, Tq, H, D), got ", shape_str(q.shape()));
+  const int64_t B = q.size(0), Tq = q.size(1), H = q.size(2), D = q.size(3);
+  COIL_CHECK(k.dim() == 4 && k.size(0) == B && k.size(2) == H && k.size(3) == D, "attention: k has shape ",
+             shape_str(k.shape()), " but (", B, ", Tk, ", H, ", ", D, ") was expected from q ",
+             shape_str(q.shape()));
+  check_shape("attention", v, "v", k.shape(), k, "k");
+  const int64_t Tk = k.size(1);
+  COIL_CHECK(causal ? Tk >= Tq : Tk >= 1, "attention: ", causal ? "causal" : "non-causal", " attention of q ",
+             shape_str(q.shape()), " needs ", causal ? "at least as many keys as queries" : "a key",
+             ", got k ", shape_str(k.shape()));
+  const double s = scale.value_or(1.0 / std::sqrt(double(D)));
   Tensor qc = q.detach().contiguous(), kc = k.detach().contiguous(), vc = v.detach().contiguous();
   Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
-  Tensor lse = Tensor::empty({B, H, T}, stat_dtype(q.dtype()), q.device());
+  Tensor lse = Tensor::empty({B, H, Tq}, stat_dtype(q.dtype()), q.device());  // (B, H, Tq)
   KernelArgs a = make_args(Op::Attention, {qc, kc, vc}, {o, lse});
   a.attrs.scale = s;
+  a.attrs.causal = causal;
   run(a, q.dtype());
-  record("AttentionBackward", {q, k, v}, {o},
-         [s](const Grads& g, const Grads& sv) {
-           Tensor dO = g[0].contiguous();
-           Tensor dq = Tensor::empty(dO.shape(), dO.dtype(), dO.device());
-           Tensor dk = Tensor::empty(dO.shape(), dO.dtype(), dO.device());
-           Tensor dv = Tensor::empty(dO.shape(), dO.dtype(), dO.device());
-           KernelArgs b = make_args(Op::AttentionBackward, {dO, sv[0], sv[1], sv[2], sv[3], sv[4]},
-                                    {dq, dk, dv});
+  std::vector<Tensor> outputs = {o};
+  if (lse_out) outputs.push_back(lse);
+  record("AttentionBackward", {q, k, v}, outputs,
+         [s, causal](const Grads& g, const Grads& sv) {
+           const Tensor &qs = sv[0], &ks = sv[1];
+           Tensor dO = g[0].defined() ? g[0].contiguous() : Tensor::zeros(qs.shape(), qs.dtype(), qs.device());
+           Tensor dq = Tensor::empty(qs.shape(), qs.dtype(), qs.device());
+           Tensor dk = Tensor::empty(ks.shape(), qs.dtype(), qs.device());
+           Tensor dv = Tensor::empty(ks.shape(), qs.dtype(), qs.device());
+           std::vector<Tensor> in = {dO, sv[0], sv[1], sv[2], sv[3], sv[4]};
+           // lse's gradient, when it has one, goes in as the kernel's dlse (its dtype is lse's).
+           if (g.size() > 1 && g[1].defined()) {
+             Tensor dlse = g[1].dtype() == sv[4].dtype() ? g[1] : g[1].to(sv[4].dtype());
+             in.push_back(dlse.contiguous());
+           }
+           KernelArgs b = make_args(Op::AttentionBackward, std::move(in), {dq, dk, dv});
            b.attrs.scale = s;
-           run(b, dO.dtype());
+           b.attrs.causal = causal;
+           run(b, qs.dtype());
            return Grads{dq, dk, dv};
          },
          {qc, kc, vc, o, lse});
+  if (lse_out) *lse_out = lse.permute({0, 2, 1}).contiguous();  // (B, Tq, H), through autograd
   return o;
+}
+
+Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                        std::optional<double> scale) {
+  check_floating("causal_attention", q_in, "q");
+  check_defined("causal_attention", k_in, "k");
+  check_defined("causal_attention", v_in, "v");
+  check_shape("causal_attention", k_in, "k", q_in.shape(), q_in, "q");
+  check_shape("causal_attention", v_in, "v", q_in.shape(), q_in, "q");
+  return attention(q_in, k_in, v_in, scale, true);
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {

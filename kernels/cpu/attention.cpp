@@ -1,6 +1,7 @@
-// Rotary position embedding and causal softmax attention, plain O(T^2) loops per (batch, head).
-// Layouts: x, q, k, v, o (B, T, H, D) contiguous; lse (B, H, T) in its own dtype (f32 for f32 inputs,
-// f64 for f64). Angles, scores and every sum are computed in double.
+// Rotary position embedding and softmax attention (causal or not, Tq queries over Tk >= Tq keys),
+// plain O(Tq Tk) loops per (batch, head). Layouts: x, q, o (B, Tq, H, D), k, v (B, Tk, H, D)
+// contiguous; lse, dlse (B, H, Tq) in their own dtype (f32 for f32 inputs, f64 for f64). Angles,
+// scores and every sum are computed in double.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -50,88 +51,109 @@ void rope_kernel(const KernelArgs& a) {
   }
 }
 
-// Attention: q, k, v (B, T, H, D) -> o (B, T, H, D), lse (B, H, T). Query i sees keys j <= i with
-// scores s_ij = scale * q_i . k_j; lse_i = log sum_j exp(s_ij); o_i = sum_j exp(s_ij - lse_i) v_j.
+// The keys query i may see: 0 .. last(i) (a prefix in every case).
+struct Visible {
+  int64_t Tq, Tk, P;  // P = Tk - Tq: the global position of query 0
+  bool causal;
+  int64_t last(int64_t i) const { return causal ? P + i : Tk - 1; }
+};
+// q (B, Tq, H, D), k and v (B, Tk, H, D) of one dtype and head layout; Tk >= Tq when causal.
+Visible visible_of(const Tensor& q, const Tensor& k, const Tensor& v, const OpAttrs& at) {
+  const BTHD sq = bthd(q), sk = bthd(k);
+  COIL_INTERNAL_ASSERT(v.shape() == k.shape() && sk.B == sq.B && sk.H == sq.H && sk.D == sq.D &&
+                           (at.causal ? sk.T >= sq.T : sk.T >= 1),
+                       "attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(),
+                       at.causal ? " (causal wants Tk >= Tq)" : "");
+  return {sq.T, sk.T, sk.T - sq.T, at.causal};
+}
+
+// Attention: q (B, Tq, H, D), k, v (B, Tk, H, D) -> o (B, Tq, H, D), lse (B, H, Tq). Query i sees keys
+// j <= last(i) with scores s_ij = scale * q_i . k_j; lse_i = log sum_j exp(s_ij);
+// o_i = sum_j exp(s_ij - lse_i) v_j.
 template <typename T>
 void attention_kernel(const KernelArgs& a) {
   check_arity(a, 3, 2);
-  const BTHD s = bthd(a.in[0]);
+  const BTHD s = bthd(a.in[0]), sk = bthd(a.in[1]);
   check_dtype<T>(a.in[0]);
-  COIL_INTERNAL_ASSERT(a.in[1].shape() == a.in[0].shape() && a.in[2].shape() == a.in[0].shape(),
-                       "q ", a.in[0].describe(), ", k ", a.in[1].describe(), ", v ",
-                       a.in[2].describe());
+  const Visible vis = visible_of(a.in[0], a.in[1], a.in[2], a.attrs);
   const T* q = a.in[0].data<T>();
   const T* k = a.in[1].data<T>();
   const T* v = a.in[2].data<T>();
   T* o = a.out[0].data<T>();
   const Tensor& lse = a.out[1];
   const double scale = a.attrs.scale;
-#pragma omp parallel for collapse(3) schedule(dynamic, 16) if ((s.B * s.H * s.T * s.T * s.D) > kMinParallelWork)
+#pragma omp parallel for collapse(3) schedule(dynamic, 16) if ((s.B * s.H * s.T * sk.T * s.D) > kMinParallelWork)
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
       for (int64_t i = 0; i < s.T; ++i) {
-        std::vector<double> p(i + 1);  // scores, then probabilities, of keys 0..i
+        const int64_t n = vis.last(i) + 1;  // keys 0 .. n - 1
+        std::vector<double> p(static_cast<size_t>(n));   // scores, then probabilities
         const T* qi = q + s.at(b, i, h);
         double mx = -INFINITY;
-        for (int64_t j = 0; j <= i; ++j) {
-          const T* kj = k + s.at(b, j, h);
+        for (int64_t j = 0; j < n; ++j) {
+          const T* kj = k + sk.at(b, j, h);
           double dot = 0.0;
           for (int64_t d = 0; d < s.D; ++d) dot += double(qi[d]) * kj[d];
-          p[j] = scale * dot;
-          mx = std::max(mx, p[j]);
+          p[size_t(j)] = scale * dot;
+          mx = std::max(mx, p[size_t(j)]);
         }
         double total = 0.0;
-        for (int64_t j = 0; j <= i; ++j) total += std::exp(p[j] - mx);
+        for (int64_t j = 0; j < n; ++j) total += std::exp(p[size_t(j)] - mx);
         const double l = mx + std::log(total);
-        std::vector<double> acc(s.D, 0.0);  // (D)
-        for (int64_t j = 0; j <= i; ++j) {
-          const double pj = std::exp(p[j] - l);
-          const T* vj = v + s.at(b, j, h);
-          for (int64_t d = 0; d < s.D; ++d) acc[d] += pj * vj[d];
+        std::vector<double> acc(size_t(s.D), 0.0);  // (D)
+        for (int64_t j = 0; j < n; ++j) {
+          const double pj = std::exp(p[size_t(j)] - l);
+          const T* vj = v + sk.at(b, j, h);
+          for (int64_t d = 0; d < s.D; ++d) acc[size_t(d)] += pj * vj[d];
         }
         T* oi = o + s.at(b, i, h);
-        for (int64_t d = 0; d < s.D; ++d) oi[d] = T(acc[d]);
+        for (int64_t d = 0; d < s.D; ++d) oi[d] = T(acc[size_t(d)]);
         store_float(lse, (b * s.H + h) * s.T + i, l);
       }
     }
   }
 }
 
-// AttentionBackward: dO, q, k, v, o (B, T, H, D), lse (B, H, T) -> dq, dk, dv (B, T, H, D).
-// P_ij = exp(s_ij - lse_i); Delta_i = dO_i . o_i; dS_ij = P_ij (dO_i . v_j - Delta_i);
+// AttentionBackward: dO, q, o (B, Tq, H, D), k, v (B, Tk, H, D), lse (B, H, Tq)[, dlse (B, H, Tq)] ->
+// dq (B, Tq, H, D), dk, dv (B, Tk, H, D). P_ij = exp(s_ij - lse_i); Delta_i = dO_i . o_i - dlse_i
+// (d lse_i / d s_ij = P_ij, so lse's gradient joins as minus Delta); dS_ij = P_ij (dO_i . v_j - Delta_i);
 // dq_i = scale sum_j dS_ij k_j; dk_j = scale sum_i dS_ij q_i; dv_j = sum_i P_ij dO_i.
 // One (b, h) per task; dk and dv accumulate over queries in order, in double.
 template <typename T>
 void attention_backward_kernel(const KernelArgs& a) {
-  check_arity(a, 6, 3);
-  const BTHD s = bthd(a.in[1]);
+  COIL_INTERNAL_ASSERT((a.in.size() == 6 || a.in.size() == 7) && a.out.size() == 3, op_name(a.op), " got ",
+                       a.in.size(), " inputs and ", a.out.size(), " outputs, expected 6 or 7 and 3");
+  const BTHD s = bthd(a.in[1]), sk = bthd(a.in[2]);
   check_dtype<T>(a.in[1]);
+  const Visible vis = visible_of(a.in[1], a.in[2], a.in[3], a.attrs);
   const T* dO = a.in[0].data<T>();
   const T* q = a.in[1].data<T>();
   const T* k = a.in[2].data<T>();
   const T* v = a.in[3].data<T>();
   const T* o = a.in[4].data<T>();
   const Tensor& lse = a.in[5];
+  const Tensor* dlse = a.in.size() == 7 ? &a.in[6] : nullptr;
   T* dq = a.out[0].data<T>();
   T* dk = a.out[1].data<T>();
   T* dv = a.out[2].data<T>();
   const double scale = a.attrs.scale;
-#pragma omp parallel for collapse(2) schedule(dynamic) if ((s.B * s.H * s.T * s.T * s.D) > kMinParallelWork)
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((s.B * s.H * s.T * sk.T * s.D) > kMinParallelWork)
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
-      std::vector<double> dk_acc(s.T * s.D, 0.0), dv_acc(s.T * s.D, 0.0);  // (T, D)
-      std::vector<double> dq_acc(s.D);                                     // (D)
+      std::vector<double> dk_acc(size_t(sk.T * s.D), 0.0), dv_acc(size_t(sk.T * s.D), 0.0);  // (Tk, D)
+      std::vector<double> dq_acc(size_t(s.D));                                               // (D)
       for (int64_t i = 0; i < s.T; ++i) {
         const T* qi = q + s.at(b, i, h);
         const T* dOi = dO + s.at(b, i, h);
         const T* oi = o + s.at(b, i, h);
-        const double l = load_float(lse, (b * s.H + h) * s.T + i);
-        double delta = 0.0;
+        const int64_t stat = (b * s.H + h) * s.T + i;
+        const double l = load_float(lse, stat);
+        double delta = dlse ? -load_float(*dlse, stat) : 0.0;
         for (int64_t d = 0; d < s.D; ++d) delta += double(dOi[d]) * oi[d];
         std::fill(dq_acc.begin(), dq_acc.end(), 0.0);
-        for (int64_t j = 0; j <= i; ++j) {
-          const T* kj = k + s.at(b, j, h);
-          const T* vj = v + s.at(b, j, h);
+        for (int64_t j = 0; j <= vis.last(i); ++j) {
+          const T* kj = k + sk.at(b, j, h);
+          const T* vj = v + sk.at(b, j, h);
           double qk = 0.0, dov = 0.0;
           for (int64_t d = 0; d < s.D; ++d) {
             qk += double(qi[d]) * kj[d];
@@ -140,18 +162,18 @@ void attention_backward_kernel(const KernelArgs& a) {
           const double p = std::exp(scale * qk - l);
           const double ds = p * (dov - delta);
           for (int64_t d = 0; d < s.D; ++d) {
-            dq_acc[d] += scale * ds * kj[d];
-            dk_acc[j * s.D + d] += scale * ds * qi[d];
-            dv_acc[j * s.D + d] += p * dOi[d];
+            dq_acc[size_t(d)] += scale * ds * kj[d];
+            dk_acc[size_t(j * s.D + d)] += scale * ds * qi[d];
+            dv_acc[size_t(j * s.D + d)] += p * dOi[d];
           }
         }
         T* dqi = dq + s.at(b, i, h);
-        for (int64_t d = 0; d < s.D; ++d) dqi[d] = T(dq_acc[d]);
+        for (int64_t d = 0; d < s.D; ++d) dqi[d] = T(dq_acc[size_t(d)]);
       }
-      for (int64_t j = 0; j < s.T; ++j) {
+      for (int64_t j = 0; j < sk.T; ++j) {
         for (int64_t d = 0; d < s.D; ++d) {
-          dk[s.at(b, j, h) + d] = T(dk_acc[j * s.D + d]);
-          dv[s.at(b, j, h) + d] = T(dv_acc[j * s.D + d]);
+          dk[sk.at(b, j, h) + d] = T(dk_acc[size_t(j * s.D + d)]);
+          dv[sk.at(b, j, h) + d] = T(dv_acc[size_t(j * s.D + d)]);
         }
       }
     }

@@ -1,4 +1,5 @@
-// Causal softmax attention on CUDA, matching kernels/cpu/attention.cpp (contract in attention.h).
+// Softmax attention on CUDA (causal or not, Tq queries over Tk keys), matching
+// kernels/cpu/attention.cpp (contract in attention.h).
 // bf16 goes to cuDNN's fused attention (cudnn_sdpa.cpp) when it takes the call; everything else runs
 // the native kernels here: correctness first, one warp per (b, h, row), each lane holding D/32 elements
 // of the row in registers, scores reduced across the warp, online softmax (FlashAttention-style running
@@ -92,135 +93,155 @@ struct Row {
 };
 
 // --- forward ------------------------------------------------------------------------------------------
+// Query i (of Tq) sits at position P + i among the Tk keys, P = Tk - Tq; causal: it sees keys
+// j <= P + i, else all of them.
+struct Layout {
+  int64_t B, Tq, Tk, H, D;
+  bool causal;
+  __device__ __forceinline__ int64_t last_key(int64_t i) const { return causal ? Tk - Tq + i : Tk - 1; }
+  __device__ __forceinline__ int64_t first_query(int64_t j) const {
+    return causal && j > Tk - Tq ? j - (Tk - Tq) : 0;
+  }
+  // Position 0 of (b, h) in a (B, Tq, H, D) / (B, Tk, H, D) tensor.
+  __device__ __forceinline__ int64_t q_head(int64_t b, int64_t h) const { return (b * Tq * H + h) * D; }
+  __device__ __forceinline__ int64_t k_head(int64_t b, int64_t h) const { return (b * Tk * H + h) * D; }
+};
+
 template <typename E>
 struct FwdParams {
-  const E* q;           // (B, T, H, D)
-  const E* k;           // (B, T, H, D)
-  const E* v;           // (B, T, H, D)
-  E* o;                 // (B, T, H, D)
-  compute_t<E>* lse;    // (B, H, T)
-  int64_t B, T, H, D;
+  const E* q;           // (B, Tq, H, D)
+  const E* k;           // (B, Tk, H, D)
+  const E* v;           // (B, Tk, H, D)
+  E* o;                 // (B, Tq, H, D)
+  compute_t<E>* lse;    // (B, H, Tq)
+  Layout s;
   compute_t<E> scale;
 };
 
-// o_i = sum_{j<=i} exp(s_ij - lse_i) v_j with s_ij = scale q_i.k_j, by an online softmax over j.
+// o_i = sum_{j visible} exp(s_ij - lse_i) v_j with s_ij = scale q_i.k_j, by an online softmax over j.
 template <int NPL, typename E>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_fwd_kernel(FwdParams<E> p) {
   using C = compute_t<E>;
   RowOf r;
-  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  if (!warp_row(p.s.B, p.s.Tq, p.s.H, &r)) return;
   const int lane = threadIdx.x % kWarp;
-  const int64_t step = p.H * p.D;                         // from position t to t + 1
-  const int64_t head = (r.b * p.T * p.H + r.h) * p.D;     // position 0 of (b, h)
+  const int64_t step = p.s.H * p.s.D;  // from position t to t + 1
+  const int64_t qh = p.s.q_head(r.b, r.h), kh = p.s.k_head(r.b, r.h);
   Row<NPL, C> q, acc;
-  q.load(p.q + head + r.i * step, p.D, lane);
+  q.load(p.q + qh + r.i * step, p.s.D, lane);
   acc.zero();
   C m = C(-INFINITY), l = C(0);
-  for (int64_t j = 0; j <= r.i; ++j) {
-    const C s = p.scale * warp_sum(q.dot(p.k + head + j * step, p.D, lane));
+  const int64_t last = p.s.last_key(r.i);
+  for (int64_t j = 0; j <= last; ++j) {
+    const C s = p.scale * warp_sum(q.dot(p.k + kh + j * step, p.s.D, lane));
     const C m_new = s > m ? s : m;
     const C corr = m_exp(m - m_new), e = m_exp(s - m_new);  // corr = 0 on the first key
     l = l * corr + e;
-    acc.scale_add(corr, e, p.v + head + j * step, p.D, lane);
+    acc.scale_add(corr, e, p.v + kh + j * step, p.s.D, lane);
     m = m_new;
   }
-  acc.store(p.o + head + r.i * step, C(1) / l, p.D, lane);
-  if (lane == 0) p.lse[(r.b * p.H + r.h) * p.T + r.i] = m + m_log(l);
+  acc.store(p.o + qh + r.i * step, C(1) / l, p.s.D, lane);
+  if (lane == 0) p.lse[(r.b * p.s.H + r.h) * p.s.Tq + r.i] = m + m_log(l);
 }
 
 // --- backward -----------------------------------------------------------------------------------------
 template <typename E>
 struct BwdParams {
-  const E* dO;              // (B, T, H, D)
-  const E* q;               // (B, T, H, D)
-  const E* k;               // (B, T, H, D)
-  const E* v;               // (B, T, H, D)
-  const E* o;               // (B, T, H, D)
-  const compute_t<E>* lse;  // (B, H, T)
-  compute_t<E>* delta;      // (B, H, T): Delta_i = dO_i . o_i, written by the first kernel
-  E* dq;                    // (B, T, H, D)
-  E* dk;                    // (B, T, H, D)
-  E* dv;                    // (B, T, H, D)
-  int64_t B, T, H, D;
+  const E* dO;                // (B, Tq, H, D)
+  const E* q;                 // (B, Tq, H, D)
+  const E* k;                 // (B, Tk, H, D)
+  const E* v;                 // (B, Tk, H, D)
+  const E* o;                 // (B, Tq, H, D)
+  const compute_t<E>* lse;    // (B, H, Tq)
+  const compute_t<E>* dlse;   // (B, H, Tq) or null: lse's incoming gradient
+  compute_t<E>* delta;        // (B, H, Tq): Delta_i = dO_i . o_i - dlse_i, written by the first kernel
+  E* dq;                      // (B, Tq, H, D)
+  E* dk;                      // (B, Tk, H, D)
+  E* dv;                      // (B, Tk, H, D)
+  Layout s;
   compute_t<E> scale;
 };
 
-// Delta_i = dO_i . o_i. For bf16, o holds the output rounded to bf16, and that rounding, multiplied by
-// dO, is the largest error of dK at small head dims (2x a naive bf16 implementation at D = 4); there
-// Delta_i = sum_{j<=i} P_ij dO_i.v_j is recomputed in fp32 instead (the same value in exact arithmetic,
-// one more pass over the keys).
+// Delta_i = dO_i . o_i - dlse_i (d lse_i / d s_ij = P_ij, so lse's gradient enters every
+// dS_ij = P_ij (dP_ij - Delta_i) as minus Delta). For bf16, o holds the output rounded to bf16, and
+// that rounding, multiplied by dO, is the largest error of dK at small head dims (2x a naive bf16
+// implementation at D = 4); there dO_i . o_i = sum_j P_ij dO_i.v_j is recomputed in fp32 instead (the
+// same value in exact arithmetic, one more pass over the keys).
 template <int NPL, typename E>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_delta_kernel(BwdParams<E> p) {
   using C = compute_t<E>;
   RowOf r;
-  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  if (!warp_row(p.s.B, p.s.Tq, p.s.H, &r)) return;
   const int lane = threadIdx.x % kWarp;
-  const int64_t step = p.H * p.D, head = (r.b * p.T * p.H + r.h) * p.D;
-  const int64_t stat = (r.b * p.H + r.h) * p.T + r.i;
+  const int64_t step = p.s.H * p.s.D, qh = p.s.q_head(r.b, r.h), kh = p.s.k_head(r.b, r.h);
+  const int64_t stat = (r.b * p.s.H + r.h) * p.s.Tq + r.i;
   Row<NPL, C> dO;
-  dO.load(p.dO + head + r.i * step, p.D, lane);
+  dO.load(p.dO + qh + r.i * step, p.s.D, lane);
   C d = C(0);
   if constexpr (std::is_same_v<E, bf16_t>) {
     Row<NPL, C> q;
-    q.load(p.q + head + r.i * step, p.D, lane);
+    q.load(p.q + qh + r.i * step, p.s.D, lane);
     const C l = p.lse[stat];
-    for (int64_t j = 0; j <= r.i; ++j) {
-      const C qk = q.dot(p.k + head + j * step, p.D, lane);
-      const C dov = dO.dot(p.v + head + j * step, p.D, lane);
+    const int64_t last = p.s.last_key(r.i);
+    for (int64_t j = 0; j <= last; ++j) {
+      const C qk = q.dot(p.k + kh + j * step, p.s.D, lane);
+      const C dov = dO.dot(p.v + kh + j * step, p.s.D, lane);
       d += m_exp(p.scale * warp_sum(qk) - l) * warp_sum(dov);
     }
   } else {
-    d = warp_sum(dO.dot(p.o + head + r.i * step, p.D, lane));
+    d = warp_sum(dO.dot(p.o + qh + r.i * step, p.s.D, lane));
   }
+  if (p.dlse) d -= p.dlse[stat];
   if (lane == 0) p.delta[stat] = d;
 }
 
-// dq_i = scale sum_{j<=i} P_ij (dO_i.v_j - Delta_i) k_j, with P_ij = exp(s_ij - lse_i).
+// dq_i = scale sum_{j visible} P_ij (dO_i.v_j - Delta_i) k_j, with P_ij = exp(s_ij - lse_i).
 template <int NPL, typename E>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_dq_kernel(BwdParams<E> p) {
   using C = compute_t<E>;
   RowOf r;
-  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  if (!warp_row(p.s.B, p.s.Tq, p.s.H, &r)) return;
   const int lane = threadIdx.x % kWarp;
-  const int64_t step = p.H * p.D, head = (r.b * p.T * p.H + r.h) * p.D;
-  const int64_t stat = (r.b * p.H + r.h) * p.T + r.i;
+  const int64_t step = p.s.H * p.s.D, qh = p.s.q_head(r.b, r.h), kh = p.s.k_head(r.b, r.h);
+  const int64_t stat = (r.b * p.s.H + r.h) * p.s.Tq + r.i;
   Row<NPL, C> q, dO, acc;
-  q.load(p.q + head + r.i * step, p.D, lane);
-  dO.load(p.dO + head + r.i * step, p.D, lane);
+  q.load(p.q + qh + r.i * step, p.s.D, lane);
+  dO.load(p.dO + qh + r.i * step, p.s.D, lane);
   acc.zero();
   const C l = p.lse[stat], delta = p.delta[stat];
-  for (int64_t j = 0; j <= r.i; ++j) {
-    const C qk = q.dot(p.k + head + j * step, p.D, lane);
-    const C dov = dO.dot(p.v + head + j * step, p.D, lane);
+  const int64_t last = p.s.last_key(r.i);
+  for (int64_t j = 0; j <= last; ++j) {
+    const C qk = q.dot(p.k + kh + j * step, p.s.D, lane);
+    const C dov = dO.dot(p.v + kh + j * step, p.s.D, lane);
     const C pij = m_exp(p.scale * warp_sum(qk) - l);
-    acc.scale_add(C(1), pij * (warp_sum(dov) - delta), p.k + head + j * step, p.D, lane);
+    acc.scale_add(C(1), pij * (warp_sum(dov) - delta), p.k + kh + j * step, p.s.D, lane);
   }
-  acc.store(p.dq + head + r.i * step, p.scale, p.D, lane);
+  acc.store(p.dq + qh + r.i * step, p.scale, p.s.D, lane);
 }
 
-// dv_j = sum_{i>=j} P_ij dO_i;  dk_j = scale sum_{i>=j} P_ij (dO_i.v_j - Delta_i) q_i.
+// dv_j = sum_{i sees j} P_ij dO_i;  dk_j = scale sum_{i sees j} P_ij (dO_i.v_j - Delta_i) q_i.
 template <int NPL, typename E>
 __global__ void __launch_bounds__(kWarp* kWarpsPerBlock) attention_dkdv_kernel(BwdParams<E> p) {
   using C = compute_t<E>;
   RowOf r;  // r.i is the key position j here
-  if (!warp_row(p.B, p.T, p.H, &r)) return;
+  if (!warp_row(p.s.B, p.s.Tk, p.s.H, &r)) return;
   const int lane = threadIdx.x % kWarp;
-  const int64_t step = p.H * p.D, head = (r.b * p.T * p.H + r.h) * p.D;
-  const int64_t stats = (r.b * p.H + r.h) * p.T;
+  const int64_t step = p.s.H * p.s.D, qh = p.s.q_head(r.b, r.h), kh = p.s.k_head(r.b, r.h);
+  const int64_t stats = (r.b * p.s.H + r.h) * p.s.Tq;
   Row<NPL, C> k, v, dk, dv;
-  k.load(p.k + head + r.i * step, p.D, lane);
-  v.load(p.v + head + r.i * step, p.D, lane);
+  k.load(p.k + kh + r.i * step, p.s.D, lane);
+  v.load(p.v + kh + r.i * step, p.s.D, lane);
   dk.zero();
   dv.zero();
-  for (int64_t i = r.i; i < p.T; ++i) {
-    const C qk = k.dot(p.q + head + i * step, p.D, lane);
-    const C dov = v.dot(p.dO + head + i * step, p.D, lane);
+  for (int64_t i = p.s.first_query(r.i); i < p.s.Tq; ++i) {
+    const C qk = k.dot(p.q + qh + i * step, p.s.D, lane);
+    const C dov = v.dot(p.dO + qh + i * step, p.s.D, lane);
     const C pij = m_exp(p.scale * warp_sum(qk) - p.lse[stats + i]);
-    dv.scale_add(C(1), pij, p.dO + head + i * step, p.D, lane);
-    dk.scale_add(C(1), pij * (warp_sum(dov) - p.delta[stats + i]), p.q + head + i * step, p.D, lane);
+    dv.scale_add(C(1), pij, p.dO + qh + i * step, p.s.D, lane);
+    dk.scale_add(C(1), pij * (warp_sum(dov) - p.delta[stats + i]), p.q + qh + i * step, p.s.D, lane);
   }
-  dk.store(p.dk + head + r.i * step, p.scale, p.D, lane);
-  dv.store(p.dv + head + r.i * step, C(1), p.D, lane);
+  dk.store(p.dk + kh + r.i * step, p.scale, p.s.D, lane);
+  dv.store(p.dv + kh + r.i * step, C(1), p.s.D, lane);
 }
 
 // --- launchers ----------------------------------------------------------------------------------------
@@ -247,59 +268,77 @@ void check_bthd(const Tensor& t, const Shape& shape) {
 }
 
 template <typename E>
-void check_stat(const Tensor& t, int64_t B, int64_t H, int64_t T) {
+void check_stat(const Tensor& t, int64_t B, int64_t H, int64_t T, const char* what) {
   COIL_INTERNAL_ASSERT(t.device().is_cuda() && t.dtype() == dtype_of<compute_t<E>>() &&
                            t.shape() == Shape({B, H, T}) && t.is_contiguous(),
-                       "attention lse must be contiguous (", B, ", ", H, ", ", T, ") ",
+                       "attention ", what, " must be contiguous (", B, ", ", H, ", ", T, ") ",
                        dtype_name(dtype_of<compute_t<E>>()), ", got ", t.describe());
+}
+
+// The layout of q (B, Tq, H, D) over k, v (B, Tk, H, D), checked.
+template <typename E>
+Layout layout_of(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
+  COIL_INTERNAL_ASSERT(q.dim() == 4 && k.dim() == 4, "attention wants (B, T, H, D), got q ", q.describe(),
+                       ", k ", k.describe());
+  const Layout s{q.size(0), q.size(1), k.size(1), q.size(2), q.size(3), causal};
+  check_bthd<E>(q, q.shape());
+  check_bthd<E>(k, {s.B, s.Tk, s.H, s.D});
+  check_bthd<E>(v, k.shape());
+  COIL_INTERNAL_ASSERT(causal ? s.Tk >= s.Tq : s.Tk >= 1, "attention: q ", q.describe(), ", k ",
+                       k.describe(), causal ? " (causal wants Tk >= Tq)" : "");
+  COIL_CHECK(s.D <= kMaxHeadDim, "CUDA attention: head dim ", s.D, " is over the supported ", kMaxHeadDim);
+  return s;
 }
 
 template <typename E>
 void attention_launch(const KernelArgs& a) {
   check_arity(a, 3, 2);
   const Tensor &q = a.in[0], &k = a.in[1], &v = a.in[2], &o = a.out[0], &lse = a.out[1];
-  COIL_INTERNAL_ASSERT(q.dim() == 4, "attention wants (B, T, H, D), got ", q.describe());
-  for (const Tensor* t : {&q, &k, &v, &o}) check_bthd<E>(*t, q.shape());
-  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
-  check_stat<E>(lse, B, H, T);
-  COIL_CHECK(D <= kMaxHeadDim, "CUDA attention: head dim ", D, " is over the supported ", kMaxHeadDim);
+  const Layout s = layout_of<E>(q, k, v, a.attrs.causal);
+  check_bthd<E>(o, q.shape());
+  check_stat<E>(lse, s.B, s.H, s.Tq, "lse");
   if (q.numel() == 0) return;
   if constexpr (std::is_same_v<E, bf16_t>)
-    if (cudnn_sdpa_forward(q, k, v, o, lse, a.attrs.scale)) return;
+    if (cudnn_sdpa_forward(q, k, v, o, lse, a.attrs.scale, s.causal)) return;
   FwdParams<E> p{q.data<E>(), k.data<E>(), v.data<E>(), o.data<E>(), lse.data<compute_t<E>>(),
-                 B, T, H, D, compute_t<E>(a.attrs.scale)};
+                 s, compute_t<E>(a.attrs.scale)};
   LaunchContext ctx(q);
-  with_per_lane(D, [&]<int NPL>() {
-    attention_fwd_kernel<NPL, E><<<row_blocks(B * H * T), kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+  with_per_lane(s.D, [&]<int NPL>() {
+    attention_fwd_kernel<NPL, E><<<row_blocks(s.B * s.H * s.Tq), kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
     COIL_CUDA_CHECK_LAUNCH("attention_fwd_kernel");
   });
 }
 
 template <typename E>
 void attention_backward_launch(const KernelArgs& a) {
-  check_arity(a, 6, 3);
+  COIL_INTERNAL_ASSERT((a.in.size() == 6 || a.in.size() == 7) && a.out.size() == 3, op_name(a.op), " got ",
+                       a.in.size(), " inputs and ", a.out.size(), " outputs, expected 6 or 7 and 3");
   const Tensor &dO = a.in[0], &q = a.in[1], &k = a.in[2], &v = a.in[3], &o = a.in[4], &lse = a.in[5];
+  const Tensor* dlse = a.in.size() == 7 ? &a.in[6] : nullptr;
   const Tensor &dq = a.out[0], &dk = a.out[1], &dv = a.out[2];
-  COIL_INTERNAL_ASSERT(q.dim() == 4, "attention backward wants (B, T, H, D), got ", q.describe());
-  for (const Tensor* t : {&dO, &q, &k, &v, &o, &dq, &dk, &dv}) check_bthd<E>(*t, q.shape());
-  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
-  check_stat<E>(lse, B, H, T);
-  COIL_CHECK(D <= kMaxHeadDim, "CUDA attention: head dim ", D, " is over the supported ", kMaxHeadDim);
-  if (q.numel() == 0) return;
+  const Layout s = layout_of<E>(q, k, v, a.attrs.causal);
+  for (const Tensor* t : {&dO, &o, &dq}) check_bthd<E>(*t, q.shape());
+  for (const Tensor* t : {&dk, &dv}) check_bthd<E>(*t, k.shape());
+  check_stat<E>(lse, s.B, s.H, s.Tq, "lse");
+  if (dlse) check_stat<E>(*dlse, s.B, s.H, s.Tq, "dlse");
+  if (q.numel() == 0 && k.numel() == 0) return;
   if constexpr (std::is_same_v<E, bf16_t>)
-    if (cudnn_sdpa_backward(dO, q, k, v, o, lse, dq, dk, dv, a.attrs.scale)) return;
+    if (cudnn_sdpa_backward(dO, q, k, v, o, lse, dlse, dq, dk, dv, a.attrs.scale, s.causal)) return;
   LaunchContext ctx(q);
-  Tensor delta = Tensor::empty({B, H, T}, dtype_of<compute_t<E>>(), q.device());  // (B, H, T)
+  Tensor delta = Tensor::empty({s.B, s.H, s.Tq}, dtype_of<compute_t<E>>(), q.device());  // (B, H, Tq)
   BwdParams<E> p{dO.data<E>(), q.data<E>(),  k.data<E>(),  v.data<E>(),  o.data<E>(),
-                 lse.data<compute_t<E>>(), delta.data<compute_t<E>>(), dq.data<E>(), dk.data<E>(),
-                 dv.data<E>(), B, T, H, D, compute_t<E>(a.attrs.scale)};
-  const unsigned blocks = row_blocks(B * H * T);
-  with_per_lane(D, [&]<int NPL>() {
-    attention_delta_kernel<NPL, E><<<blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
-    COIL_CUDA_CHECK_LAUNCH("attention_delta_kernel");
-    attention_dq_kernel<NPL, E><<<blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
-    COIL_CUDA_CHECK_LAUNCH("attention_dq_kernel");
-    attention_dkdv_kernel<NPL, E><<<blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+                 lse.data<compute_t<E>>(), dlse ? dlse->data<compute_t<E>>() : nullptr,
+                 delta.data<compute_t<E>>(), dq.data<E>(), dk.data<E>(), dv.data<E>(), s,
+                 compute_t<E>(a.attrs.scale)};
+  with_per_lane(s.D, [&]<int NPL>() {
+    if (s.Tq > 0) {
+      const unsigned q_blocks = row_blocks(s.B * s.H * s.Tq);
+      attention_delta_kernel<NPL, E><<<q_blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+      COIL_CUDA_CHECK_LAUNCH("attention_delta_kernel");
+      attention_dq_kernel<NPL, E><<<q_blocks, kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
+      COIL_CUDA_CHECK_LAUNCH("attention_dq_kernel");
+    }
+    attention_dkdv_kernel<NPL, E><<<row_blocks(s.B * s.H * s.Tk), kWarp * kWarpsPerBlock, 0, ctx.stream>>>(p);
     COIL_CUDA_CHECK_LAUNCH("attention_dkdv_kernel");
   });
 }

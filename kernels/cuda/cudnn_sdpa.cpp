@@ -1,11 +1,17 @@
-// bf16 causal attention through cuDNN's fused flash-attention engines, written against the backend
+// bf16 softmax attention through cuDNN's fused flash-attention engines, written against the backend
 // (graph) API. cuDNN recognises scaled-dot-product attention as a pattern of matmul, pointwise and
 // reduction operations; the graphs below are that pattern as cudnn_frontend's SDPA nodes lower it
 // (forward: S = scale Q K^T, causal select, softmax with stats, O = P V; backward: the FlashAttention-2
 // recomputation with dQ accumulated in fp32). Layout: the logical (B, H, T, D) tensors are coil's
 // (B, T, H, D) storage through strides, and K^T / V^T are strided views, so nothing is transposed.
+// Tq queries over Tk keys: the causal mask is bottom-right aligned (query i sits at Tk - Tq + i), built
+// as the frontend builds it: generated row and column indices, row + Tk - Tq (two int32 scalars, added
+// and subtracted) >= col, select; Tq == Tk keeps the plain row >= col graph, and non-causal has no mask.
 // Stats come out as the natural-log log-sum-exp of the SCALED scores, which is coil's lse.
-// One plan per (device, B, T, H, D, bf16, causal, fwd/bwd, graph variant), cached for the process.
+// lse's incoming gradient (dlse) changes the backward only through Delta' = Delta - dlse: a graph
+// variant subtracts it where Delta is formed; when no engine takes that graph the native kernels run
+// the call (bf16_attention_impl says why).
+// One plan per (device, B, Tq, Tk, H, D, causal, dlse, fwd/bwd, graph variant), cached for the process.
 #include <array>
 #include <cstdlib>
 #include <initializer_list>
@@ -39,15 +45,16 @@ bool cudnn_switched_off() {
 
 bool cudnn_attention_built() { return false; }
 std::string cudnn_attention_info() { return "cuDNN not built in (CMake found no cudnn_graph.h / libcudnn)"; }
-AttentionImpl bf16_attention_impl(int, int64_t, int64_t, int64_t, int64_t, bool, std::string* why) {
+AttentionImpl bf16_attention_impl(int, const AttentionShape&, bool, std::string* why) {
   if (why) *why = cudnn_attention_info();
   return AttentionImpl::Native;
 }
-bool cudnn_sdpa_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) {
+bool cudnn_sdpa_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, double, bool) {
   return false;
 }
 bool cudnn_sdpa_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                         const Tensor&, const Tensor&, const Tensor&, const Tensor&, double) {
+                         const Tensor&, const Tensor*, const Tensor&, const Tensor&, const Tensor&, double,
+                         bool) {
   return false;
 }
 
@@ -60,29 +67,32 @@ using GT = Graph::T;
 // Unique ids of the tensors the caller binds in the variant pack (virtual tensors get ids >= 2^20).
 enum Uid : int64_t {
   kQ = 1, kK, kV, kO, kStats, kScale, kNegInf, kOne, kDO, kDQ, kDK, kDV,
-  kSoftmaxSum,  // backward variant 1: Delta_i = dO_i . o_i (B, H, T, 1) f32, in the workspace
-  kDQAccum,     // backward: dQ accumulated in f32 (B, H, T, D), in the workspace
+  kSoftmaxSum,  // backward variants 1 and 3: Delta_i (B, H, Tq, 1) f32, in the workspace
+  kDQAccum,     // backward: dQ accumulated in f32 (B, H, Tq, D), in the workspace
+  kSeqKV,       // causal with Tq < Tk: int32 Tk, added to the row index
+  kSeqQ,        // causal with Tq < Tk: int32 Tq, subtracted from it
+  kDLse,        // backward variant 3: lse's gradient (B, H, Tq, 1) f32
 };
 
 // Backward graph variants, tried in this order (COIL_CUDNN_SDPA_BWD_VARIANT=1|2 forces one):
 //  1: the current frontend's lowering: Delta materialised in the workspace, mask after "- stats",
 //     dQ_accum plain fp32;
 //  2: the 2024 frontend's lowering: Delta virtual, mask before "- stats", dP * 1, dQ_accum F16x16.
+//  3 (only, and only, with dlse): variant 1 with Delta' = Delta - dlse materialised instead.
 constexpr int kBwdVariants[] = {1, 2};
+constexpr int kDLseVariant = 3;
 
-struct Shape4 {
-  int64_t B, T, H, D;
-  auto tie() const { return std::tie(B, T, H, D); }
-};
+using Shape5 = AttentionShape;
+auto tie(const Shape5& s) { return std::tie(s.B, s.Tq, s.Tk, s.H, s.D, s.causal); }
 
 // (B, T, H, D) storage seen as logical (B, H, T, D), and as its transpose (B, H, D, T).
-std::vector<int64_t> bhtd_strides(const Shape4& s) { return {s.T * s.H * s.D, s.D, s.H * s.D, 1}; }
-std::vector<int64_t> bhdt_strides(const Shape4& s) { return {s.T * s.H * s.D, s.D, 1, s.H * s.D}; }
+std::vector<int64_t> bhtd_strides(int64_t T, int64_t H, int64_t D) { return {T * H * D, D, H * D, 1}; }
+std::vector<int64_t> bhdt_strides(int64_t T, int64_t H, int64_t D) { return {T * H * D, D, 1, H * D}; }
 
 // The graph of one call, with the shapes every lowering step shares.
 class SdpaGraph {
  public:
-  explicit SdpaGraph(const Shape4& s) : s_(s) {}
+  explicit SdpaGraph(const Shape5& s) : s_(s) {}
   Graph g;
 
   GT io(int64_t uid, std::vector<int64_t> dims, std::vector<int64_t> strides,
@@ -90,22 +100,26 @@ class SdpaGraph {
         cudnnBackendTensorReordering_t reorder = CUDNN_TENSOR_REORDERING_NONE) {
     return g.tensor({std::move(dims), std::move(strides), t, uid, false, false, reorder});
   }
-  GT bhtd(int64_t uid) { return io(uid, {s_.B, s_.H, s_.T, s_.D}, bhtd_strides(s_)); }
-  GT bhdt(int64_t uid) { return io(uid, {s_.B, s_.H, s_.D, s_.T}, bhdt_strides(s_)); }
-  GT stats(int64_t uid) { return io(uid, {s_.B, s_.H, s_.T, 1}, {s_.H * s_.T, s_.T, 1, 1}, CUDNN_DATA_FLOAT); }
-  // A host f32 scalar bound by value at execution (scale, the mask value, 1).
-  GT scalar(int64_t uid) {
-    return g.tensor({{1, 1, 1, 1}, {1, 1, 1, 1}, CUDNN_DATA_FLOAT, uid, false, true});
+  // Query-side (B, H, Tq, D) and key-side (B, H, Tk, D) io tensors; key-side transposed (B, H, D, Tk).
+  GT q_side(int64_t uid) { return io(uid, {s_.B, s_.H, s_.Tq, s_.D}, bhtd_strides(s_.Tq, s_.H, s_.D)); }
+  GT k_side(int64_t uid) { return io(uid, {s_.B, s_.H, s_.Tk, s_.D}, bhtd_strides(s_.Tk, s_.H, s_.D)); }
+  GT k_side_t(int64_t uid) { return io(uid, {s_.B, s_.H, s_.D, s_.Tk}, bhdt_strides(s_.Tk, s_.H, s_.D)); }
+  GT stats(int64_t uid) {
+    return io(uid, {s_.B, s_.H, s_.Tq, 1}, {s_.H * s_.Tq, s_.Tq, 1, 1}, CUDNN_DATA_FLOAT);
+  }
+  // A host scalar bound by value at execution (f32: scale, the mask value, 1; int32: Tk, Tq).
+  GT scalar(int64_t uid, cudnnDataType_t t = CUDNN_DATA_FLOAT) {
+    return g.tensor({{1, 1, 1, 1}, {1, 1, 1, 1}, t, uid, false, true});
   }
   // Virtual (B, H, Tq, Tk) scores-shaped tensor, row-major.
   GT scores(cudnnDataType_t t = CUDNN_DATA_FLOAT) {
-    return g.tensor({{s_.B, s_.H, s_.T, s_.T}, {s_.H * s_.T * s_.T, s_.T * s_.T, s_.T, 1}, t});
+    return g.tensor({{s_.B, s_.H, s_.Tq, s_.Tk}, {s_.H * s_.Tq * s_.Tk, s_.Tq * s_.Tk, s_.Tk, 1}, t});
   }
   // Virtual (B, H, Tk, Tq): the transpose of a scores tensor, same memory order.
   GT scores_t(cudnnDataType_t t) {
-    return g.tensor({{s_.B, s_.H, s_.T, s_.T}, {s_.H * s_.T * s_.T, s_.T * s_.T, 1, s_.T}, t});
+    return g.tensor({{s_.B, s_.H, s_.Tk, s_.Tq}, {s_.H * s_.Tq * s_.Tk, s_.Tq * s_.Tk, 1, s_.Tk}, t});
   }
-  GT rows() { return g.tensor({{s_.B, s_.H, s_.T, 1}, {s_.H * s_.T, s_.T, 1, 1}, CUDNN_DATA_FLOAT}); }
+  GT rows() { return g.tensor({{s_.B, s_.H, s_.Tq, 1}, {s_.H * s_.Tq, s_.Tq, 1, 1}, CUDNN_DATA_FLOAT}); }
 
   // out = mode(x[, b]) in fp32; a fresh f32 scores tensor unless `out` is given.
   GT pw(cudnnPointwiseMode_t mode, GT x, GT b = nullptr, GT out = nullptr) {
@@ -114,11 +128,19 @@ class SdpaGraph {
     return out;
   }
 
-  // Keys after the query (col > row) get the mask value: select(row >= col, x, neg_inf).
-  GT causal(GT x, GT neg_inf) {
+  // Keys after the query's position get the mask value: select(row + Tk - Tq >= col, x, neg_inf);
+  // x itself when not causal.
+  GT mask(GT x, GT neg_inf) {
+    if (!s_.causal) return x;
     GT row = scores(CUDNN_DATA_INT32), col = scores(CUDNN_DATA_INT32);
     g.pointwise(CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, x, nullptr, nullptr, row, /*axis=*/2);
     g.pointwise(CUDNN_POINTWISE_GEN_INDEX, CUDNN_DATA_INT32, x, nullptr, nullptr, col, /*axis=*/3);
+    if (s_.Tq != s_.Tk) {  // bottom-right: query i sits at position Tk - Tq + i
+      GT shifted = scores(CUDNN_DATA_INT32), pos = scores(CUDNN_DATA_INT32);
+      g.pointwise(CUDNN_POINTWISE_ADD, CUDNN_DATA_INT32, row, scalar(kSeqKV, CUDNN_DATA_INT32), nullptr, shifted);
+      g.pointwise(CUDNN_POINTWISE_SUB, CUDNN_DATA_INT32, shifted, scalar(kSeqQ, CUDNN_DATA_INT32), nullptr, pos);
+      row = pos;
+    }
     GT keep = scores(CUDNN_DATA_BOOLEAN);
     g.pointwise(CUDNN_POINTWISE_CMP_GE, CUDNN_DATA_BOOLEAN, row, col, nullptr, keep);
     GT y = scores();
@@ -127,17 +149,17 @@ class SdpaGraph {
   }
 
  private:
-  Shape4 s_;
+  Shape5 s_;
 };
 
 // Forward: O = softmax(mask(scale Q K^T)) V, Stats = max + log(sum exp(. - max)).
 void build_forward(SdpaGraph& G) {
-  GT q = G.bhtd(kQ), kt = G.bhdt(kK), v = G.bhtd(kV), o = G.bhtd(kO), stats = G.stats(kStats);
+  GT q = G.q_side(kQ), kt = G.k_side_t(kK), v = G.k_side(kV), o = G.q_side(kO), stats = G.stats(kStats);
   GT scale = G.scalar(kScale), neg_inf = G.scalar(kNegInf);
   GT s = G.scores();
   G.g.matmul(q, kt, s);
   s = G.pw(CUDNN_POINTWISE_MUL, s, scale);
-  s = G.causal(s, neg_inf);
+  s = G.mask(s, neg_inf);
   GT mx = G.rows(), sum = G.rows();
   G.g.reduction(CUDNN_REDUCE_TENSOR_MAX, s, mx);
   GT e = G.pw(CUDNN_POINTWISE_EXP, G.pw(CUDNN_POINTWISE_SUB, s, mx));
@@ -150,28 +172,34 @@ void build_forward(SdpaGraph& G) {
 }
 
 // Backward: P = exp(mask(scale Q K^T) - stats); dV = P^T dO; dS = P (dO V^T - Delta) scale;
-// dK = dS^T Q; dQ = dS K (fp32 accumulator, then cast).
-void build_backward(SdpaGraph& G, const Shape4& s, int variant) {
-  GT q = G.bhtd(kQ), kt = G.bhdt(kK), vt = G.bhdt(kV), o = G.bhtd(kO), dO = G.bhtd(kDO);
-  GT stats = G.stats(kStats), dq = G.bhtd(kDQ), dk = G.bhtd(kDK), dv = G.bhtd(kDV);
+// dK = dS^T Q; dQ = dS K (fp32 accumulator, then cast). Delta = rowsum(dO o) [- dlse].
+void build_backward(SdpaGraph& G, const Shape5& s, int variant) {
+  GT q = G.q_side(kQ), kt = G.k_side_t(kK), vt = G.k_side_t(kV), o = G.q_side(kO), dO = G.q_side(kDO);
+  GT stats = G.stats(kStats), dq = G.q_side(kDQ), dk = G.k_side(kDK), dv = G.k_side(kDV);
   GT scale = G.scalar(kScale), neg_inf = G.scalar(kNegInf), one = G.scalar(kOne);
+  const bool materialised = variant == 1 || variant == kDLseVariant;
 
-  // Delta_i = sum_d dO_id o_id
-  GT prod = G.g.tensor({{s.B, s.H, s.T, s.D}, {s.H * s.T * s.D, s.T * s.D, s.H * s.D, 1}, CUDNN_DATA_FLOAT});
+  // Delta_i = sum_d dO_id o_id [- dlse_i]
+  GT prod = G.g.tensor({{s.B, s.H, s.Tq, s.D}, {s.H * s.Tq * s.D, s.Tq * s.D, s.H * s.D, 1}, CUDNN_DATA_FLOAT});
   G.pw(CUDNN_POINTWISE_MUL, dO, o, prod);
   GT dsum = G.rows();
   G.g.reduction(CUDNN_REDUCE_TENSOR_ADD, prod, dsum);
-  GT delta = variant == 1 ? G.stats(kSoftmaxSum) : G.rows();
-  G.pw(CUDNN_POINTWISE_MUL, dsum, one, delta);
+  GT delta = materialised ? G.stats(kSoftmaxSum) : G.rows();
+  if (variant == kDLseVariant) {
+    GT d1 = G.pw(CUDNN_POINTWISE_MUL, dsum, one, G.rows());
+    G.pw(CUDNN_POINTWISE_SUB, d1, G.stats(kDLse), delta);
+  } else {
+    G.pw(CUDNN_POINTWISE_MUL, dsum, one, delta);
+  }
 
   // P, recomputed from the stats
   GT sc = G.scores();
   G.g.matmul(q, kt, sc);
   sc = G.pw(CUDNN_POINTWISE_MUL, sc, scale);
-  if (variant == 1) {
-    sc = G.causal(G.pw(CUDNN_POINTWISE_SUB, sc, stats), neg_inf);
+  if (materialised) {
+    sc = G.mask(G.pw(CUDNN_POINTWISE_SUB, sc, stats), neg_inf);
   } else {
-    sc = G.pw(CUDNN_POINTWISE_SUB, G.causal(sc, neg_inf), stats);
+    sc = G.pw(CUDNN_POINTWISE_SUB, G.mask(sc, neg_inf), stats);
   }
   GT p = G.pw(CUDNN_POINTWISE_EXP, sc);
 
@@ -194,9 +222,9 @@ void build_backward(SdpaGraph& G, const Shape4& s, int variant) {
   G.g.matmul(dst, q, dk);
 
   // dQ = dS K through the fp32 accumulator
-  GT k = G.g.tensor({{s.B, s.H, s.T, s.D}, bhtd_strides(s), CUDNN_DATA_FLOAT});
+  GT k = G.g.tensor({{s.B, s.H, s.Tk, s.D}, bhtd_strides(s.Tk, s.H, s.D), CUDNN_DATA_FLOAT});
   G.g.reshape(kt, k);
-  GT dq_accum = G.io(kDQAccum, {s.B, s.H, s.T, s.D}, {s.H * s.T * s.D, s.T * s.D, s.D, 1}, CUDNN_DATA_FLOAT,
+  GT dq_accum = G.io(kDQAccum, {s.B, s.H, s.Tq, s.D}, {s.H * s.Tq * s.D, s.Tq * s.D, s.D, 1}, CUDNN_DATA_FLOAT,
                      variant == 2 ? CUDNN_TENSOR_REORDERING_F16x16 : CUDNN_TENSOR_REORDERING_NONE);
   G.g.matmul(ds, k, dq_accum);
   G.g.pointwise(CUDNN_POINTWISE_IDENTITY, CUDNN_DATA_FLOAT, dq_accum, nullptr, nullptr, dq);
@@ -210,18 +238,18 @@ struct Entry {
   std::unique_ptr<cudnn::Plan> plan;  // null: no engine takes the shape (why says why)
   std::string why;
   int variant = 0;
-  // Workspace: [plan | Delta (variant 1) | dQ_accum (backward)], each 256-byte aligned.
+  // Workspace: [plan | Delta (variants 1, 3) | dQ_accum (backward)], each 256-byte aligned.
   int64_t delta_offset = -1, dq_accum_offset = -1, dq_accum_bytes = 0, total_bytes = 0;
 };
 
 struct Key {
   int device;
-  Shape4 s;
-  bool backward;
+  Shape5 s;
+  bool backward, dlse;
   int forced_variant;  // 0: auto
   bool operator<(const Key& o) const {
-    return std::tuple(device, s.tie(), backward, forced_variant) <
-           std::tuple(o.device, o.s.tie(), o.backward, o.forced_variant);
+    return std::tuple(device, tie(s), backward, dlse, forced_variant) <
+           std::tuple(o.device, tie(o.s), o.backward, o.dlse, o.forced_variant);
   }
 };
 
@@ -235,8 +263,9 @@ int forced_bwd_variant() {
   return e ? std::atoi(e) : 0;
 }
 
-std::string shape_name(const Shape4& s, bool backward) {
-  return detail::str_cat(backward ? "bwd" : "fwd", " B=", s.B, " T=", s.T, " H=", s.H, " D=", s.D);
+std::string shape_name(const Shape5& s, bool backward, bool dlse) {
+  return detail::str_cat(backward ? "bwd" : "fwd", " B=", s.B, " Tq=", s.Tq, " Tk=", s.Tk, " H=", s.H,
+                         " D=", s.D, s.causal ? " causal" : " full", dlse ? " dlse" : "");
 }
 
 // Plans per key, one map per device, each guarded by its device's handle mutex (every access is inside
@@ -246,7 +275,8 @@ std::map<Key, std::shared_ptr<Entry>>& cache(int device) {
   return (*c)[size_t(device)];
 }
 
-std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape4& s, bool backward, int forced) {
+std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool backward, bool dlse,
+                                   int forced) {
   auto e = std::make_shared<Entry>();
   // cuDNN's attention engines take head dims that are multiples of 8 up to 256.
   if (s.D % 8 != 0 || s.D > 256) {
@@ -256,6 +286,7 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape4& s, bool b
   std::vector<int> variants = {0};
   if (backward) variants.assign(std::begin(kBwdVariants), std::end(kBwdVariants));
   if (backward && forced) variants = {forced};
+  if (backward && dlse) variants = {kDLseVariant};
   for (int variant : variants) {
     SdpaGraph G(s);
     if (backward) build_backward(G, s, variant);
@@ -272,18 +303,20 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape4& s, bool b
     e->why.clear();
     int64_t off = align_up(e->plan->workspace_bytes);
     if (backward) {
-      if (e->variant == 1) {
+      if (e->variant == 1 || e->variant == kDLseVariant) {
         e->delta_offset = off;
-        off += align_up(s.B * s.H * s.T * int64_t(sizeof(float)));
+        off += align_up(s.B * s.H * s.Tq * int64_t(sizeof(float)));
       }
       e->dq_accum_offset = off;
-      e->dq_accum_bytes = s.B * s.H * s.T * s.D * int64_t(sizeof(float));
+      e->dq_accum_bytes = s.B * s.H * s.Tq * s.D * int64_t(sizeof(float));
       off += align_up(e->dq_accum_bytes);
     }
     e->total_bytes = off;
+  } else if (dlse) {
+    e->why = " lse's gradient (dlse):" + e->why;
   }
   if (verbose())
-    std::fprintf(stderr, "[coil cudnn sdpa] %s: %s\n", shape_name(s, backward).c_str(),
+    std::fprintf(stderr, "[coil cudnn sdpa] %s: %s\n", shape_name(s, backward, dlse).c_str(),
                  e->plan ? detail::str_cat("plan ", e->plan->engine, ", variant ", e->variant, ", workspace ",
                                            e->total_bytes, " B").c_str()
                          : ("no plan:" + e->why).c_str());
@@ -291,28 +324,46 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape4& s, bool b
 }
 
 // The cached entry for this call (built on first use). Call inside with_handle.
-std::shared_ptr<Entry> entry_for(cudnnHandle_t handle, int device, const Shape4& s, bool backward) {
+std::shared_ptr<Entry> entry_for(cudnnHandle_t handle, int device, const Shape5& s, bool backward, bool dlse) {
   const int forced = backward ? forced_bwd_variant() : 0;
-  const Key key{device, s, backward, forced};
+  const Key key{device, s, backward, dlse, forced};
   auto& c = cache(device);
   auto it = c.find(key);
-  if (it == c.end()) it = c.emplace(key, build_entry(handle, s, backward, forced)).first;
+  if (it == c.end()) it = c.emplace(key, build_entry(handle, s, backward, dlse, forced)).first;
   return it->second;
 }
 
-Shape4 shape_of(const Tensor& q) { return {q.size(0), q.size(1), q.size(2), q.size(3)}; }
+Shape5 shape_of(const Tensor& q, const Tensor& k, bool causal) {
+  return {q.size(0), q.size(1), k.size(1), q.size(2), q.size(3), causal};
+}
 
 // cuDNN's tensor-core engines read 16-byte aligned rows.
 bool aligned(std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts)
-    if (reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0) return false;
+    if (t && reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0) return false;
   return true;
 }
 
-// The f32 scalars bound by value: the mask value is the lowest float, as the frontend uses.
+// The scalars bound by value: the mask value is the lowest float, as the frontend uses; Tk and Tq
+// shift the causal diagonal.
 struct Scalars {
   float scale, neg_inf = std::numeric_limits<float>::lowest(), one = 1.0f;
+  int32_t seq_kv = 0, seq_q = 0;
 };
+
+// The mask's int32 scalars join the variant pack only when the graph has them.
+void add_seq_scalars(const Shape5& s, Scalars& sc, std::vector<int64_t>& uids, std::vector<void*>& ptrs) {
+  if (!s.causal || s.Tq == s.Tk) return;
+  sc.seq_kv = int32_t(s.Tk);
+  sc.seq_q = int32_t(s.Tq);
+  uids.insert(uids.end(), {kSeqKV, kSeqQ});
+  ptrs.insert(ptrs.end(), {&sc.seq_kv, &sc.seq_q});
+}
+
+// Shapes cuDNN is never asked about: nothing to do, or lengths past int32 (the mask's indices).
+bool takes(const Shape5& s) {
+  return s.B * s.H * s.Tq * s.Tk > 0 && s.Tk <= std::numeric_limits<int32_t>::max();
+}
 
 }  // namespace
 
@@ -323,47 +374,52 @@ std::string cudnn_attention_info() {
                          CUDNN_MINOR, ".", CUDNN_PATCHLEVEL, ")");
 }
 
-AttentionImpl bf16_attention_impl(int device, int64_t B, int64_t T, int64_t H, int64_t D, bool backward,
-                                  std::string* why) {
+AttentionImpl bf16_attention_impl(int device, const AttentionShape& s, bool backward, std::string* why) {
   if (cudnn_switched_off()) {
     if (why) *why = "COIL_CUDNN_ATTENTION=0";
     return AttentionImpl::Native;
   }
+  if (!takes(s)) {
+    if (why) *why = "empty or past int32 lengths";
+    return AttentionImpl::Native;
+  }
   std::shared_ptr<Entry> e;
-  cudnn::with_handle(device, [&](cudnnHandle_t h) { e = entry_for(h, device, {B, T, H, D}, backward); });
+  cudnn::with_handle(device, [&](cudnnHandle_t h) { e = entry_for(h, device, s, backward, backward && s.dlse); });
   if (why) *why = e->plan ? "" : e->why;
   return e->plan ? AttentionImpl::CuDNN : AttentionImpl::Native;
 }
 
 bool cudnn_sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
-                        const Tensor& lse, double scale) {
-  if (cudnn_switched_off() || !aligned({&q, &k, &v, &o, &lse})) return false;
-  const Shape4 s = shape_of(q);
+                        const Tensor& lse, double scale, bool causal) {
+  const Shape5 s = shape_of(q, k, causal);
+  if (cudnn_switched_off() || !takes(s) || !aligned({&q, &k, &v, &o, &lse})) return false;
   const int device = q.device().index;
   bool ran = false;
   cudnn::with_handle(device, [&](cudnnHandle_t h) {
-    std::shared_ptr<Entry> e = entry_for(h, device, s, false);
+    std::shared_ptr<Entry> e = entry_for(h, device, s, false, false);
     if (!e->plan) return;
     Tensor ws = Tensor::empty({(e->total_bytes + 3) / 4}, DType::F32, q.device());
     Scalars sc{float(scale)};
-    cudnn::execute(h, *e->plan, {kQ, kK, kV, kO, kStats, kScale, kNegInf},
-                   {q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), lse.data_ptr(), &sc.scale,
-                    &sc.neg_inf},
-                   e->total_bytes ? ws.data_ptr() : nullptr);
+    std::vector<int64_t> uids = {kQ, kK, kV, kO, kStats, kScale, kNegInf};
+    std::vector<void*> ptrs = {q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), lse.data_ptr(),
+                               &sc.scale, &sc.neg_inf};
+    add_seq_scalars(s, sc, uids, ptrs);
+    cudnn::execute(h, *e->plan, uids, ptrs, e->total_bytes ? ws.data_ptr() : nullptr);
     ran = true;
   });
   return ran;
 }
 
 bool cudnn_sdpa_backward(const Tensor& dO, const Tensor& q, const Tensor& k, const Tensor& v,
-                         const Tensor& o, const Tensor& lse, const Tensor& dq, const Tensor& dk,
-                         const Tensor& dv, double scale) {
-  if (cudnn_switched_off() || !aligned({&dO, &q, &k, &v, &o, &lse, &dq, &dk, &dv})) return false;
-  const Shape4 s = shape_of(q);
+                         const Tensor& o, const Tensor& lse, const Tensor* dlse, const Tensor& dq,
+                         const Tensor& dk, const Tensor& dv, double scale, bool causal) {
+  const Shape5 s = shape_of(q, k, causal);
+  if (cudnn_switched_off() || !takes(s) || !aligned({&dO, &q, &k, &v, &o, &lse, dlse, &dq, &dk, &dv}))
+    return false;
   const int device = q.device().index;
   bool ran = false;
   cudnn::with_handle(device, [&](cudnnHandle_t h) {
-    std::shared_ptr<Entry> e = entry_for(h, device, s, true);
+    std::shared_ptr<Entry> e = entry_for(h, device, s, true, dlse != nullptr);
     if (!e->plan) return;
     Tensor ws = Tensor::empty({(e->total_bytes + 3) / 4}, DType::F32, q.device());
     char* base = static_cast<char*>(ws.data_ptr());
@@ -381,6 +437,11 @@ bool cudnn_sdpa_backward(const Tensor& dO, const Tensor& q, const Tensor& k, con
       uids.push_back(kSoftmaxSum);
       ptrs.push_back(base + e->delta_offset);
     }
+    if (dlse) {
+      uids.push_back(kDLse);
+      ptrs.push_back(dlse->data_ptr());
+    }
+    add_seq_scalars(s, sc, uids, ptrs);
     cudnn::execute(h, *e->plan, uids, ptrs, base);
     ran = true;
   });

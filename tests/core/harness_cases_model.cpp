@@ -1,4 +1,4 @@
-// Harness cases: the model ops (embedding, rms_norm, swiglu, softmax, rope, causal attention,
+// Harness cases: the model ops (embedding, rms_norm, swiglu, softmax, rope, attention,
 // cross-entropy, causal depthwise conv1d). Each fused op's case also covers its backward kernel (B
 // kind), which its gradient check exercises. References follow the formulas of core/op_list.h.
 #include <cmath>
@@ -172,6 +172,53 @@ OpCase attention_case(std::string name, Shape s, std::optional<double> scale) {
   return c;
 }
 
+// attention(): q (B, Tq, H, D) over k, v (B, Tk, H, D), causal bottom-right aligned (query i sees keys
+// j <= Tk - Tq + i) or every key visible; with lse the case has two outputs, o and lse (B, Tq, H), and
+// the gradient check's loss sums both, so lse's gradient (the backward kernel's dlse) is checked too.
+OpCase prefix_attention_case(std::string name, int64_t B, int64_t Tq, int64_t Tk, int64_t H, int64_t D,
+                             bool causal, bool with_lse) {
+  OpCase c;
+  c.name = std::move(name);
+  c.covers = {Op::Attention, Op::AttentionBackward};
+  c.inputs = {normal({B, Tq, H, D}), normal({B, Tk, H, D}), normal({B, Tk, H, D})};
+  c.bf16_tol_scale = 2.0;
+  const double sc = 0.6;
+  c.run = [=](const Outs& x) {
+    Tensor lse;
+    Tensor o = attention(x[0], x[1], x[2], sc, causal, with_lse ? &lse : nullptr);
+    return with_lse ? Outs{o, lse} : Outs{o};
+  };
+  c.reference = [=](const HOuts& x) {
+    auto qat = [&](int64_t b, int64_t i, int64_t h, int64_t d) { return x[0][((b * Tq + i) * H + h) * D + d]; };
+    auto kat = [&](const HostTensor& t, int64_t b, int64_t j, int64_t h, int64_t d) {
+      return t[((b * Tk + j) * H + h) * D + d];
+    };
+    HostTensor o = HostTensor::zeros({B, Tq, H, D}), lse = HostTensor::zeros({B, Tq, H});
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < Tq; ++i) {
+          const int64_t n = causal ? Tk - Tq + i + 1 : Tk;  // visible keys 0 .. n - 1
+          std::vector<double> p(static_cast<size_t>(n));
+          double mx = -INFINITY, z = 0.0;
+          for (int64_t j = 0; j < n; ++j) {
+            double dot = 0.0;
+            for (int64_t d = 0; d < D; ++d) dot += qat(b, i, h, d) * kat(x[1], b, j, h, d);
+            p[size_t(j)] = sc * dot;
+            mx = std::max(mx, p[size_t(j)]);
+          }
+          for (auto& v : p) z += (v = std::exp(v - mx));
+          lse[(b * Tq + i) * H + h] = mx + std::log(z);
+          for (int64_t d = 0; d < D; ++d) {
+            double acc = 0.0;
+            for (int64_t j = 0; j < n; ++j) acc += p[size_t(j)] / z * kat(x[2], b, j, h, d);
+            o[((b * Tq + i) * H + h) * D + d] = acc;
+          }
+        }
+    return with_lse ? HOuts{o, lse} : HOuts{o};
+  };
+  return c;
+}
+
 OpCase cross_entropy_case(std::string name, Shape logits, InputSpec targets, int64_t ignore_index) {
   OpCase c;
   c.name = std::move(name);
@@ -253,6 +300,11 @@ void add_model_cases(std::vector<OpCase>& cases) {
   cases.push_back(attention_case("attention", {2, 5, 2, 4}, std::nullopt));
   cases.push_back(attention_case("attention_scale", {1, 6, 3, 8}, 0.7));
   cases.push_back(attention_case("attention_t1", {2, 1, 2, 4}, std::nullopt));
+  cases.push_back(prefix_attention_case("attention_prefix_causal", 2, 3, 7, 2, 4, true, false));
+  cases.push_back(prefix_attention_case("attention_prefix_causal_lse", 1, 4, 6, 2, 4, true, true));
+  cases.push_back(prefix_attention_case("attention_full", 2, 3, 5, 2, 4, false, false));
+  cases.push_back(prefix_attention_case("attention_full_lse", 1, 5, 3, 2, 4, false, true));
+  cases.push_back(prefix_attention_case("attention_square_lse", 1, 4, 4, 2, 4, true, true));
   cases.push_back(cross_entropy_case("cross_entropy", {6, 5}, ids({6}, 5), -100));
   cases.push_back(cross_entropy_case("cross_entropy_ignore_rows", {5, 4},
                                      int_values({5}, {2, -100, 0, -100, 3}), -100));

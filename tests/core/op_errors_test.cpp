@@ -79,6 +79,20 @@ TEST(OpErrors, ModelOpShapes) {
                shapes({1, 4, 2, 8}, {1, 4, 2, 4}), "attention, q vs k");
   expect_error([&] { causal_attention(f32({1, 4, 2, 8}), f32({1, 4, 2, 8}), f32({1, 3, 2, 8})); },
                shapes({1, 4, 2, 8}, {1, 3, 2, 8}), "attention, v");
+  // attention() over a prefix of keys: causal needs Tk >= Tq; k must match q's B, H, D; v matches k.
+  expect_error([&] { attention(f32({1, 5, 2, 8}), f32({1, 4, 2, 8}), f32({1, 4, 2, 8}), 0.5, true); },
+               {{shape_str({1, 5, 2, 8})}, {shape_str({1, 4, 2, 8})}, {"at least as many keys"}},
+               "attention, causal with Tk < Tq");
+  expect_error([&] { attention(f32({1, 2, 2, 8}), f32({1, 0, 2, 8}), f32({1, 0, 2, 8}), 0.5, false); },
+               shapes({1, 2, 2, 8}, {1, 0, 2, 8}), "attention, non-causal without keys");
+  expect_error([&] { attention(f32({1, 2, 2, 8}), f32({1, 6, 3, 8}), f32({1, 6, 3, 8}), 0.5, true); },
+               shapes({1, 2, 2, 8}, {1, 6, 3, 8}), "attention, k's heads");
+  expect_error([&] { attention(f32({1, 2, 2, 8}), f32({1, 6, 2, 4}), f32({1, 6, 2, 4}), 0.5, false); },
+               shapes({1, 2, 2, 8}, {1, 6, 2, 4}), "attention, k's head dim");
+  expect_error([&] { attention(f32({1, 2, 2, 8}), f32({1, 6, 2, 8}), f32({1, 5, 2, 8}), 0.5, true); },
+               shapes({1, 6, 2, 8}, {1, 5, 2, 8}), "attention, v vs k");
+  expect_error([&] { attention(f32({2, 2, 2, 8}), f32({1, 6, 2, 8}), f32({1, 6, 2, 8}), 0.5, true); },
+               shapes({2, 2, 2, 8}, {1, 6, 2, 8}), "attention, k's batch");
   expect_error([&] { cross_entropy(f32({4, 5}), i32({0, 1, 2}, {3})); }, shapes({4, 5}, {3}), "cross_entropy");
   expect_error([&] { conv1d_causal(f32({1, 5, 3}), f32({4, 2}), f32({4})); }, shapes({1, 5, 3}, {4, 2}),
                "conv1d, weight channels");
@@ -112,6 +126,8 @@ TEST(OpErrors, DtypeMismatches) {
   expect_error([&] { rms_norm(f32({2, 3}), f64({3}), 1e-5); }, dtypes(), "rms_norm");
   expect_error([&] { causal_attention(f32({1, 2, 1, 4}), f64({1, 2, 1, 4}), f32({1, 2, 1, 4})); }, dtypes(),
                "attention");
+  expect_error([&] { attention(f32({1, 2, 1, 4}), f32({1, 3, 1, 4}), f64({1, 3, 1, 4}), 0.5, true); }, dtypes(),
+               "attention, prefix");
   expect_error([&] { conv1d_causal(f32({1, 5, 3}), f64({3, 2}), f32({3})); }, dtypes(), "conv1d");
   expect_error([&] { concat({f32(s), f64(s)}, 0); }, dtypes(), "concat");
   expect_error([&] { adamw_step(f32(s), f64(s), f32(s), f32(s), AdamWParams{}); }, dtypes(), "adamw");

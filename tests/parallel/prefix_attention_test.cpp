@@ -1,8 +1,10 @@
-// prefix_attention (layers/prefix_attention.h), the block-wise online-softmax attention that the
-// sequence shards of softmax and 2Mamba-E run: equals the composed definition (full score matrix,
-// additive causal mask, softmax) in value and in every gradient, with and without the decay terms,
-// for one block, several query and key blocks, partial masks and a single decode query; fp64
-// finite differences; and its peak memory stays below one (Tq, Tk) score tensor.
+// prefix_attention (layers/prefix_attention.h), what the sequence shards of softmax and 2Mamba-E run:
+// without a decay the fused attention op, with one the block-wise online-softmax path. Both equal the
+// composed definition (full score matrix, additive causal mask, softmax) in value and in every
+// gradient, for one block, several query and key blocks, partial masks and a single decode query;
+// the fused op equals the block path (run with zero decay) for Tq < Tk causal and non-causal, with and
+// without the lse output; fp64 finite differences; and the block path's peak memory stays below one
+// (Tq, Tk) score tensor.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -127,6 +129,41 @@ TEST(PrefixAttention, LseOutputAndNonCausal) {
       l, {"q", "k", "v", "acs_q", "acs_k"}, 40, 1e-6, 1e-7);
 }
 
+// The fused op (no decay) against the block path, reached with all-zero decay cumsums (the same scores):
+// the value, lse and the q, k, v gradients, causal (Tq < Tk, Tq = Tk, across block edges) and not
+// (Tk < Tq too), with the loss on the output alone or on the output and lse (the ring's dlse).
+TEST(PrefixAttention, FusedEqualsBlockPath) {
+  for (const bool causal : {true, false}) {
+    for (const Case c : {Case{2, 5, 9, 2, 4, false}, Case{1, 200, 300, 2, 4, false},
+                         Case{1, 130, 130, 3, 8, false}, Case{2, 7, 3, 2, 4, false}}) {
+      if (causal && c.Tk < c.Tq) continue;
+      for (const bool with_lse : {false, true}) {
+        std::vector<Tensor> a = leaves(c, 81), b = leaves(c, 81);
+        Generator g(12);
+        Tensor dy = Tensor::randn({c.B, c.Tq, c.H, c.D}, g, DType::F64);
+        Tensor dl = Tensor::randn({c.B, c.Tq, c.H}, g, DType::F64);
+        const Tensor zq = Tensor::zeros({c.B, c.Tq, c.H}, DType::F64), zk = Tensor::zeros({c.B, c.Tk, c.H}, DType::F64);
+        Tensor la, lb;
+        Tensor ya = prefix_attention(a[0], a[1], a[2], 0.45, Tensor(), Tensor(), with_lse ? &la : nullptr, causal);
+        Tensor yb = prefix_attention(b[0], b[1], b[2], 0.45, zq, zk, with_lse ? &lb : nullptr, causal);
+        const std::string what = "Tq " + std::to_string(c.Tq) + " Tk " + std::to_string(c.Tk) + " causal " +
+                                 std::to_string(causal) + " lse " + std::to_string(with_lse);
+        EXPECT_LT(max_rel(ya, yb), 1e-12) << what;
+        Tensor loss_a = sum(ya * dy), loss_b = sum(yb * dy);
+        if (with_lse) {
+          EXPECT_EQ(la.shape(), (Shape{c.B, c.Tq, c.H})) << what;
+          EXPECT_LT(max_rel(la, lb), 1e-12) << what;
+          loss_a = loss_a + sum(la * dl);
+          loss_b = loss_b + sum(lb * dl);
+        }
+        loss_a.backward();
+        loss_b.backward();
+        for (size_t i = 0; i < 3; ++i) EXPECT_LT(max_rel(a[i].grad(), b[i].grad()), 1e-11) << "input " << i << " " << what;
+      }
+    }
+  }
+}
+
 TEST(PrefixAttention, Fp64FiniteDifferences) {
   for (const bool decay : {false, true}) {
     const Case c{1, 3, 7, 2, 4, decay};
@@ -172,9 +209,9 @@ TEST(PrefixAttention, Bf16InputsComputeInF32) {
 
 // The point of the blocks: a shard of Tq queries over Tk keys never holds a (Tq, Tk) tensor (the
 // composed form holds several), forward and backward; what it does hold is O(Tk D) (the k, v
-// gradients and their per-block pieces).
+// gradients and their per-block pieces). With a decay, so that the block path is what runs.
 TEST(PrefixAttention, PeakMemoryBelowOneScoreMatrix) {
-  const Case c{1, 256, 1024, 4, 16, false};
+  const Case c{1, 256, 1024, 4, 16, true};
   std::vector<Tensor> l = leaves(c, 41, DType::F32);
   Generator g(7);
   Tensor dy = Tensor::randn({c.B, c.Tq, c.H, c.D}, g, DType::F32);
