@@ -476,9 +476,12 @@ EOF
     t=$SECONDS
     # CUDA_VISIBLE_DEVICES is the stand-in's to set per node (run_multinode.sh forwards CUDA_*).
     # The launcher of remote daemons: plm_rsh_agent (Open MPI 4), plm_ssh_agent (5, PRRTE).
-    agent=(OMPI_MCA_plm_rsh_agent="$WORK/fake_ssh")
+    # The launcher itself is named too: a machine may preset one that starts no remote daemons (the
+    # GPU machines export OMPI_MCA_plm=isolated, and mpirun then reports "All nodes which are
+    # allocated for this job are already filled").
+    agent=(OMPI_MCA_plm=rsh OMPI_MCA_plm_rsh_agent="$WORK/fake_ssh")
     mpirun --version 2>/dev/null | grep -qE 'Open MPI\) [5-9]' &&
-      agent=(PRTE_MCA_plm_ssh_agent="$WORK/fake_ssh" OMPI_MCA_plm_ssh_agent="$WORK/fake_ssh")
+      agent=(PRTE_MCA_plm=ssh PRTE_MCA_plm_ssh_agent="$WORK/fake_ssh" OMPI_MCA_plm_ssh_agent="$WORK/fake_ssh")
     # Both "nodes" are this host: Open MPI's shared-memory transport would name the segments of
     # nodea's and nodeb's local rank 0 alike (same host name) and corrupt them, so the host-side MPI
     # traffic (bootstrap, metrics) goes over TCP, as between real nodes; NCCL picks its own transport.

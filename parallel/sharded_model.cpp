@@ -252,7 +252,10 @@ Tensor ParallelLanguageModel::embed(const Tensor& ids) const {
   mshape.push_back(1);
   Tensor lids = Tensor::from_ints(local, ids.shape(), ids.dtype()).to(ids.device());
   const Tensor& w = local_->embedding->weight;
-  Tensor e = embedding(w, lids) * Tensor::from_vector(mask, mshape, w.dtype(), w.device());
+  // The mask in the lookup's dtype: an f32 mask (the master weights' dtype) would promote a bf16
+  // lookup, and with it the whole residual stream, to f32.
+  Tensor e = embedding(w, lids);
+  e = e * Tensor::from_vector(mask, mshape, e.dtype(), e.device());
   return reduce_from_group(e, tp);
 }
 
@@ -271,9 +274,11 @@ Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
   Tensor x = embed(ids);  // (B, T, C), replicated over tp
   for (size_t i = 0; i < local_->num_blocks(); ++i) {
     const Block& b = local_->block(i);
+    // The single model's wiring (Block::forward_impl): h = x + mixer(norm1(x)) and norm2(h) in the
+    // fused op, the residual stream in the embedding's dtype (bf16 under autocast).
     Tensor m = sequence_parallel_mixer(*b.mixer, copy_to_group(b.norm1->forward(x), tp), sp, chain);
-    Tensor h = x + reduce_from_group(m, tp);
-    x = h + reduce_from_group(b.mlp->forward(copy_to_group(b.norm2->forward(h), tp)), tp);
+    auto [h, n] = b.norm2->forward_add(x, reduce_from_group(m, tp));
+    x = h + reduce_from_group(b.mlp->forward(copy_to_group(n, tp)), tp);
   }
   // Hybrid: each layer is x + f(RMSNorm(x)) with f a mixer (sharded like the blocks' mixers) or a
   // SwiGLU MLP (split like the blocks' MLPs); like the blocks above, without recompute.

@@ -47,6 +47,14 @@ if [[ $dry -eq 1 ]]; then
   exit $?
 fi
 
+# Open MPI's "isolated" launcher starts no daemon on another node; mpirun would only say "All nodes
+# which are allocated for this job are already filled". Some machines preset it for one-node jobs.
+if [[ "${OMPI_MCA_plm:-}" == isolated && $nodes -gt 1 ]]; then
+  echo "$0: OMPI_MCA_plm=isolated is set in the environment: Open MPI will start no process on the other" \
+       "$((nodes - 1)) node(s) of $hostfile. Unset it or set OMPI_MCA_plm=rsh (ssh to each node)." >&2
+  exit 2
+fi
+
 mpi_opts=(--hostfile "$hostfile" -np "$np" --map-by "ppr:${gpn}:node" --bind-to none)
 [[ "$(id -u)" == 0 ]] && mpi_opts+=(--allow-run-as-root)
 envs=(OMP_NUM_THREADS)
