@@ -351,9 +351,13 @@ struct Scalars {
   int32_t seq_kv = 0, seq_q = 0;
 };
 
-// The mask's int32 scalars join the variant pack only when the graph has them.
-void add_seq_scalars(const Shape5& s, Scalars& sc, std::vector<int64_t>& uids, std::vector<void*>& ptrs) {
-  if (!s.causal || s.Tq == s.Tk) return;
+// The mask's scalars join the variant pack only when the graph has them (cuDNN rejects a pack that
+// names a tensor the graph lacks): the mask value when causal, Tk and Tq when also Tq != Tk.
+void add_mask_scalars(const Shape5& s, Scalars& sc, std::vector<int64_t>& uids, std::vector<void*>& ptrs) {
+  if (!s.causal) return;
+  uids.push_back(kNegInf);
+  ptrs.push_back(&sc.neg_inf);
+  if (s.Tq == s.Tk) return;
   sc.seq_kv = int32_t(s.Tk);
   sc.seq_q = int32_t(s.Tq);
   uids.insert(uids.end(), {kSeqKV, kSeqQ});
@@ -400,10 +404,9 @@ bool cudnn_sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const
     if (!e->plan) return;
     Tensor ws = Tensor::empty({(e->total_bytes + 3) / 4}, DType::F32, q.device());
     Scalars sc{float(scale)};
-    std::vector<int64_t> uids = {kQ, kK, kV, kO, kStats, kScale, kNegInf};
-    std::vector<void*> ptrs = {q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), lse.data_ptr(),
-                               &sc.scale, &sc.neg_inf};
-    add_seq_scalars(s, sc, uids, ptrs);
+    std::vector<int64_t> uids = {kQ, kK, kV, kO, kStats, kScale};
+    std::vector<void*> ptrs = {q.data_ptr(), k.data_ptr(), v.data_ptr(), o.data_ptr(), lse.data_ptr(), &sc.scale};
+    add_mask_scalars(s, sc, uids, ptrs);
     cudnn::execute(h, *e->plan, uids, ptrs, e->total_bytes ? ws.data_ptr() : nullptr);
     ran = true;
   });
@@ -428,11 +431,10 @@ bool cudnn_sdpa_backward(const Tensor& dO, const Tensor& q, const Tensor& k, con
       COIL_CUDA_CHECK(cudaMemsetAsync(base + e->dq_accum_offset, 0, size_t(e->dq_accum_bytes),
                                       current_stream(device)));
     Scalars sc{float(scale)};
-    std::vector<int64_t> uids = {kQ, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV, kScale, kNegInf, kOne, kDQAccum};
-    std::vector<void*> ptrs = {q.data_ptr(),  k.data_ptr(),  v.data_ptr(),  o.data_ptr(),
+    std::vector<int64_t> uids = {kQ, kK, kV, kO, kDO, kStats, kDQ, kDK, kDV, kScale, kOne, kDQAccum};
+    std::vector<void*> ptrs = {q.data_ptr(),  k.data_ptr(),   v.data_ptr(),  o.data_ptr(),
                                dO.data_ptr(), lse.data_ptr(), dq.data_ptr(), dk.data_ptr(),
-                               dv.data_ptr(), &sc.scale,     &sc.neg_inf,   &sc.one,
-                               base + e->dq_accum_offset};
+                               dv.data_ptr(), &sc.scale,      &sc.one,       base + e->dq_accum_offset};
     if (e->delta_offset >= 0) {
       uids.push_back(kSoftmaxSum);
       ptrs.push_back(base + e->delta_offset);
@@ -441,7 +443,7 @@ bool cudnn_sdpa_backward(const Tensor& dO, const Tensor& q, const Tensor& k, con
       uids.push_back(kDLse);
       ptrs.push_back(dlse->data_ptr());
     }
-    add_seq_scalars(s, sc, uids, ptrs);
+    add_mask_scalars(s, sc, uids, ptrs);
     cudnn::execute(h, *e->plan, uids, ptrs, base);
     ran = true;
   });

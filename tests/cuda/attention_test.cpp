@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -275,13 +276,11 @@ const Shape4 kBf16Shapes[] = {{2, 128, 2, 64}, {1, 200, 3, 64}, {2, 77, 2, 128},
                               {1, 70, 2, 64, 33, false}, {2, 100, 2, 64, 260, true, true},
                               {1, 96, 2, 64, 96, false, true}, {2, 40, 2, 32, 72, true, true}};
 
-TEST(CudaAttention, Bf16WithinTwiceNaiveError) {
-  REQUIRE_CUDA();
-#if COIL_HAVE_CUDA
-  std::printf("[attention bf16] %s\n", cuda::cudnn_attention_info().c_str());
-#endif
-  uint64_t seed = 500;
-  for (const Shape4& s : kBf16Shapes) {
+// Every shape of `shapes` in bf16 against the f64 CPU op, within 2x the naive bf16 error. With
+// expect_cudnn (and cuDNN built in) the D = 64 / 128 calls must run on cuDNN, except the backward with
+// dlse, which runs wherever bf16_attention_impl says (printed).
+void check_bf16(const std::vector<Shape4>& shapes, bool expect_cudnn, uint64_t seed) {
+  for (const Shape4& s : shapes) {
     std::string impl = "native";
 #if COIL_HAVE_CUDA
     std::string why_f, why_b;
@@ -289,7 +288,7 @@ TEST(CudaAttention, Bf16WithinTwiceNaiveError) {
     const auto f = cuda::bf16_attention_impl(0, as, false, &why_f);
     const auto b = cuda::bf16_attention_impl(0, as, true, &why_b);
     impl = std::string("fwd ") + cuda::attention_impl_name(f) + ", bwd " + cuda::attention_impl_name(b);
-    if (cuda::cudnn_attention_built() && (s.D == 64 || s.D == 128)) {
+    if (expect_cudnn && cuda::cudnn_attention_built() && (s.D == 64 || s.D == 128)) {
       EXPECT_EQ(f, cuda::AttentionImpl::CuDNN) << name_of(s) << ": " << why_f;
       if (!s.dlse) {
         EXPECT_EQ(b, cuda::AttentionImpl::CuDNN) << name_of(s) << ": " << why_b;
@@ -318,6 +317,28 @@ TEST(CudaAttention, Bf16WithinTwiceNaiveError) {
     }
     std::printf("[attention bf16] %-44s %-26s err/naive:%s\n", name_of(s).c_str(), impl.c_str(), line.c_str());
   }
+}
+
+TEST(CudaAttention, Bf16WithinTwiceNaiveError) {
+  REQUIRE_CUDA();
+#if COIL_HAVE_CUDA
+  std::printf("[attention bf16] %s\n", cuda::cudnn_attention_info().c_str());
+#endif
+  check_bf16(std::vector<Shape4>(std::begin(kBf16Shapes), std::end(kBf16Shapes)), true, 500);
+}
+
+// The native bf16 kernels (what runs where cuDNN takes no call) on the prefix, non-causal and dlse
+// shapes, with cuDNN switched off for the test.
+TEST(CudaAttention, Bf16NativeKernelsWithinTwiceNaiveError) {
+  REQUIRE_CUDA();
+  const char* before = std::getenv("COIL_CUDNN_ATTENTION");
+  const std::string saved = before ? before : "";
+  setenv("COIL_CUDNN_ATTENTION", "0", 1);
+  check_bf16({{2, 100, 2, 64, 260}, {1, 70, 2, 64, 33, false}, {2, 100, 2, 64, 260, true, true},
+              {1, 96, 2, 64, 96, false, true}, {2, 64, 2, 64}},
+             false, 900);
+  if (before) setenv("COIL_CUDNN_ATTENTION", saved.c_str(), 1);
+  else unsetenv("COIL_CUDNN_ATTENTION");
 }
 
 }  // namespace
