@@ -18,10 +18,10 @@
 #   b. data-parallel weak scaling of the small config (configs/models/$SMALL-small.yaml, T=2048,
 #      batch 8 per GPU, bf16): tokens/s per GPU at 1, 2, 4, ... N GPUs and the efficiency.
 #   c. tensor parallel tp = 2, 4, ... N of the same config (global batch 8): step time, efficiency.
-#   d. long context: 2Mamba small (chunked form) with sp = N, batch 1, at the longest T that fits
-#      (doubling from 4K per GPU up to 128K, or N x 32K if larger), and softmax small with its K/V
-#      all-gather at the same T (else the shortest): tokens/s, peak memory (rank 0), bytes
-#      communicated per step (rank 0, logging.count_comm).
+#   d. long context: 2Mamba small (chunked form, the state chain) with sp = N, batch 1, at the
+#      longest T that fits (doubling from 4K per GPU up to 128K, or N x 32K if larger), and softmax
+#      small with its K/V all-gather at the same T (else the shortest): tokens/s, peak memory (rank
+#      0), bytes communicated per step (rank 0, logging.count_comm).
 #   e. multi-node launch: launch/mpi/run_multinode.sh with a hostfile of two "nodes" (nodea, nodeb),
 #      each owning half of the GPUs, on this one machine: OpenMPI starts each node's daemon through
 #      a stand-in for ssh (OMPI_MCA_plm_rsh_agent, $WORK/fake_ssh) that runs it locally with that
@@ -31,7 +31,8 @@
 # Environment: COIL (required), DEVICE cuda|cpu (default cuda), NGPU (default: nvidia-smi's count;
 # cpu: 2 ranks), OUT (logs and summary; default /tmp/coil_multi_gpu), WORK_DIR (scratch; default
 # /tmp/coil_multi_gpu_work), PARTS, BUDGET_S (default 450),
-# SMALL (default 2mamba), D_MODELS (part d's models, default "2mamba softmax"). DEVICE=cpu runs every part with tiny models and the MPI backend
+# SMALL (default 2mamba); part d: D_MODELS (default "2mamba softmax"), D_TOP (the longest T tried),
+# D_EXTRA (more --set arguments). DEVICE=cpu runs every part with tiny models and the MPI backend
 # (--oversubscribe) to check this script itself. Exit status: 1 when a correctness check failed.
 # With 4 or 8 GPUs part a has 8 or 11 layouts per model and precision: BUDGET_S=900 (4) or 1500 (8)
 # runs them all; with less, the runs past each part's share are listed as skipped.
@@ -168,10 +169,12 @@ if has_part t; then
 fi
 
 # --- a. correctness -----------------------------------------------------------------------------------
-# layouts: NAME:dp:tp:sp:zero1 (ZeRO-1: the reduce-scatter / all-gather of the sharded AdamW)
+# layouts: NAME:dp:tp:sp:zero1[:alt] (ZeRO-1: the reduce-scatter / all-gather of the sharded AdamW;
+# alt: sp in the other style, parallel.sp_style gather for 2Mamba (auto is its state chain), ring
+# for softmax (auto is its K, V all-gather))
 layouts_for() {
   local n=$1
-  local l=("dp2:2:1:1:0" "tp2:1:2:1:0" "sp2:1:1:2:0" "dp2-zero1:2:1:1:1")
+  local l=("dp2:2:1:1:0" "tp2:1:2:1:0" "sp2:1:1:2:0" "sp2-alt:1:1:2:0:alt" "dp2-zero1:2:1:1:1")
   if ((n >= 4)); then
     l+=("dp2xtp2:2:2:1:0" "tp2xsp2:1:2:2:0" "dp2xsp2:2:1:2:0" "dp4:4:1:1:0" "sp4:1:1:4:0"
         "dp2xsp2-zero1:2:1:2:1")
@@ -268,18 +271,20 @@ if has_part a; then
       train "$ref" 1 60 "$ROOT/configs/runs/tiny-$model.yaml" "${common[@]}" --set precision=$prec || true
       runs=("$ref")
       for lay in $(layouts_for "$NGPU"); do
-        IFS=: read -r lname dp tp sp z1 <<<"$lay"
+        IFS=: read -r lname dp tp sp z1 alt <<<"$lay"
         ((dp * tp * sp <= NGPU)) || continue
+        style=auto
+        [[ ${alt:-} == alt ]] && { [[ $model == softmax ]] && style=ring || style=gather; }
         name="a-$model-$prec-$lname"
         train "$name" $((dp * tp * sp)) 60 "$ROOT/configs/runs/tiny-$model.yaml" "${common[@]}" \
           --set precision=$prec --set parallel.dp=$dp --set parallel.tp=$tp --set parallel.sp=$sp \
-          --set parallel.zero1=$([[ $z1 == 1 ]] && echo true || echo false)
+          --set parallel.zero1=$([[ $z1 == 1 ]] && echo true || echo false) --set parallel.sp_style=$style
         rc=$?
         ((rc == 99)) && continue
         runs+=("$name")
         res=$(compare_runs "$ref" "$name" "$thr") || FAILED=1
         say "a  $model $prec $(printf '%-12s' "$lname") $res"
-        [[ $lname == dp2 ]] && grep -m1 "^run " "$OUTDIR/$name.log" | sed 's/^/     banner: /'
+        [[ $lname == dp2 || $lname == sp2* ]] && grep -m1 "^run " "$OUTDIR/$name.log" | sed 's/^/     banner: /'
       done
       per_step_table "${runs[@]}"
     done
@@ -374,6 +379,7 @@ if has_part d && ((NGPU >= 2)); then
   say "d  model     T        T/GPU    step ms   tokens/s   peak mem   comm/step"
   if [[ $DEVICE == cuda ]]; then
     floor=$((NGPU * 4096)); top=$((NGPU * 32768)); ((top < 131072)) && top=131072
+    top=${D_TOP:-$top}
   else
     floor=$((NGPU * 64)); top=$((NGPU * 512))
   fi
@@ -381,14 +387,15 @@ if has_part d && ((NGPU >= 2)); then
   for model in ${D_MODELS:-2mamba softmax}; do
     cfg="$WORK/cfg/d-$model.yaml"
     perf_config "$model" "$cfg"
-    extra=(--set train.batch_size=1 --set train.steps=4 --set parallel.sp=$NGPU)
+    # parallel.sp_style auto: the state chain for 2Mamba, the K, V all-gather for softmax. D_EXTRA:
+    # more --set arguments for both (e.g. "--set model.recompute=true").
+    extra=(--set train.batch_size=1 --set train.steps=4 --set parallel.sp=$NGPU ${D_EXTRA:-})
     [[ $model == 2mamba ]] && extra+=(--set model.linear.form=chunked)
-    # 2Mamba: doubling T from 4K per GPU while it fits and runs in time, up to 128K (or 32K per GPU)
-    # in all: its chunked form keeps the feature maps and chunk states of the whole shard for
+    # 2Mamba: doubling T from 4K per GPU while it fits and runs in time, up to D_TOP (default 128K,
+    # or 32K per GPU if larger): its chunked form keeps the chunk states of the whole shard for
     # backward, so the longest T is found from below (a failed try costs a start-up, a run that
-    # fits a full measurement). Softmax: 2Mamba's longest T with less time (its sequence-parallel
-    # attention, layers/prefix_attention.cpp, runs block by block on tensor ops), then the
-    # shortest, so the table has a softmax row at all.
+    # fits a full measurement). Softmax: 2Mamba's longest T with less time, then the shortest, so
+    # the table has a softmax row at all.
     if [[ $model == 2mamba ]]; then
       tries=()
       T=$floor
