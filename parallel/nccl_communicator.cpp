@@ -234,6 +234,12 @@ namespace {
 // bf16 reductions (autocast activations and their gradients under tensor and sequence parallel):
 // NCCL would add in bf16 at every hop of its ring; coil reduces an f32 copy and rounds once, as a
 // single rank's f32-accumulating kernels would. The copies are stream ordered like the collective.
+// Two exceptions reduce the bf16 tensor itself, with the same result: max (exact in any width), and
+// a group of two, where every element is one f32 sum (or average: the halving is exact) of the two
+// ranks' values rounded once, which is what NCCL computes for bf16; that halves the bytes of the
+// tp2 / sp2 all-reduces and drops the two conversions.
+bool bf16_exact_in_nccl(int size, ReduceOp op) { return size == 2 || op == ReduceOp::Max; }
+
 void check_nccl_reducible(const Communicator& c, const char* op, const Tensor& t, ReduceOp rop) {
   if (t.dtype() == DType::BF16) return;
   detail::check_reducible(c, op, t, rop);
@@ -244,7 +250,7 @@ void NcclCommunicator::all_reduce(const Tensor& t, ReduceOp op) {
   if (Communicator* h = route("all_reduce", t, "tensor")) return h->all_reduce(t, op);
   check_nccl_reducible(*this, "all_reduce", t, op);
   if (t.numel() == 0) return;
-  if (t.dtype() == DType::BF16) {
+  if (t.dtype() == DType::BF16 && !bf16_exact_in_nccl(size_, op)) {
     Tensor f = t.to(DType::F32);
     all_reduce(f, op);
     Tensor(t).copy_(f.to(DType::BF16));
@@ -259,7 +265,8 @@ void NcclCommunicator::all_reduce(const Tensor& t, ReduceOp op) {
 std::shared_ptr<Work> NcclCommunicator::all_reduce_async(const Tensor& t, ReduceOp op) {
   if (Communicator* h = route("all_reduce_async", t, "tensor")) return h->all_reduce_async(t, op);
   check_nccl_reducible(*this, "all_reduce_async", t, op);
-  if (t.numel() == 0 || t.dtype() == DType::BF16) {  // bf16: through f32 on the current stream
+  if (t.numel() == 0 || (t.dtype() == DType::BF16 && !bf16_exact_in_nccl(size_, op))) {
+    // bf16: through f32 on the current stream
     all_reduce(t, op);
     return std::make_shared<CompletedWork>();
   }
@@ -294,7 +301,7 @@ void NcclCommunicator::reduce_scatter(const Tensor& input, const Tensor& output,
              ": reduce_scatter input ", input.describe(), " must hold ", size_, " blocks of output ",
              output.describe());
   if (output.numel() == 0) return;
-  if (input.dtype() == DType::BF16) {
+  if (input.dtype() == DType::BF16 && !bf16_exact_in_nccl(size_, op)) {
     Tensor f = Tensor::empty(output.shape(), DType::F32, output.device());
     reduce_scatter(input.to(DType::F32), f, op);
     Tensor(output).copy_(f.to(DType::BF16));

@@ -26,7 +26,8 @@
 //
 // Types: f32, f64, bf16, i32, i64. Unlike the MPI communicator, bf16 reduces (sum, avg, max): an
 // f32 copy is reduced and rounded once (tensor- and sequence-parallel activations and gradients of
-// bf16 autocast are bf16); i32 / i64 reduce exactly, avg only for floating types.
+// bf16 autocast are bf16), or the bf16 tensor itself where that gives the same (max, and groups of
+// two); i32 / i64 reduce exactly, avg only for floating types.
 #pragma once
 
 #include <memory>

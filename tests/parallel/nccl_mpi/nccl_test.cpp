@@ -1,6 +1,6 @@
 // The NCCL communicator on CUDA tensors against values known in closed form: all_reduce (sum, avg,
 // max; f32, f64, i64; blocking and async), reduce_scatter, all_gather, broadcast, send / recv chains
-// and rings, split, in f32 and bf16 (bf16 reductions go through f32), CPU tensors through the host
+// and rings, split, in f32 and bf16 (bf16 sums rounded once), CPU tensors through the host
 // communicator, and the refusal of two ranks on one GPU. Rank r uses GPU r; every
 // test skips itself when the node has fewer GPUs than ranks (nccl_main.cpp).
 #include <gtest/gtest.h>
@@ -129,6 +129,10 @@ TEST_P(NcclTyped, ReduceScatterAllGatherBroadcast) {
     nccl()->all_reduce(tiny, ReduceOp::Sum);
     Tensor ref = Tensor::from_vector({1.0 + (n - 1) / 512.0}, {1}, DType::F64).to(DType::BF16);
     EXPECT_EQ(host(tiny), ref.to_vector()) << "n " << n;
+    // avg (groups of two reduce the bf16 tensor itself): rank r holds 2 (r + 1), the mean is n + 1.
+    Tensor avg = on_gpu({2.0 * (r + 1), -4.0 * (r + 1)}, dt);
+    nccl()->all_reduce(avg, ReduceOp::Avg);
+    EXPECT_EQ(host(avg), (std::vector<double>{double(n + 1), -2.0 * (n + 1)})) << "n " << n;
   }
   // the along-a-dimension helpers the layers use go through the same calls
   Tensor x2 = Tensor::from_vector(mine, {1, kBlock}, DType::F64).to(dt).to(gpu());
