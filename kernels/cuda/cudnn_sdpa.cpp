@@ -8,10 +8,12 @@
 // as the frontend builds it: generated row and column indices, row + Tk - Tq (two int32 scalars, added
 // and subtracted) >= col, select; Tq == Tk keeps the plain row >= col graph, and non-causal has no mask.
 // Stats come out as the natural-log log-sum-exp of the SCALED scores, which is coil's lse.
-// lse's incoming gradient (dlse) changes the backward only through Delta' = Delta - dlse: a graph
-// variant subtracts it where Delta is formed; when no engine takes that graph the native kernels run
-// the call (bf16_attention_impl says why).
-// One plan per (device, B, Tq, Tk, H, D, causal, dlse, fwd/bwd, graph variant), cached for the process.
+// lse's incoming gradient (dlse) changes the backward only through Delta' = Delta - dlse, and the SDPA
+// backward graph has no input for it: a backward with dlse runs the native kernels (bf16_attention_impl
+// says so). Measured, H100, cuDNN 9.14: the variant-1 graph with "- dlse" where Delta is formed (Delta'
+// written to the workspace) builds a plan, but its dQ and dK come out wrong (errors 0.1 to 0.6 against
+// 0.005 for naive bf16; dV right), so the engine does not fuse that op as written.
+// One plan per (device, B, Tq, Tk, H, D, causal, fwd/bwd, graph variant), cached for the process.
 #include <array>
 #include <cstdlib>
 #include <initializer_list>
@@ -71,16 +73,13 @@ enum Uid : int64_t {
   kDQAccum,     // backward: dQ accumulated in f32 (B, H, Tq, D), in the workspace
   kSeqKV,       // causal with Tq < Tk: int32 Tk, added to the row index
   kSeqQ,        // causal with Tq < Tk: int32 Tq, subtracted from it
-  kDLse,        // backward variant 3: lse's gradient (B, H, Tq, 1) f32
 };
 
 // Backward graph variants, tried in this order (COIL_CUDNN_SDPA_BWD_VARIANT=1|2 forces one):
 //  1: the current frontend's lowering: Delta materialised in the workspace, mask after "- stats",
 //     dQ_accum plain fp32;
 //  2: the 2024 frontend's lowering: Delta virtual, mask before "- stats", dP * 1, dQ_accum F16x16.
-//  3 (only, and only, with dlse): variant 1 with Delta' = Delta - dlse materialised instead.
 constexpr int kBwdVariants[] = {1, 2};
-constexpr int kDLseVariant = 3;
 
 using Shape5 = AttentionShape;
 auto tie(const Shape5& s) { return std::tie(s.B, s.Tq, s.Tk, s.H, s.D, s.causal); }
@@ -172,31 +171,25 @@ void build_forward(SdpaGraph& G) {
 }
 
 // Backward: P = exp(mask(scale Q K^T) - stats); dV = P^T dO; dS = P (dO V^T - Delta) scale;
-// dK = dS^T Q; dQ = dS K (fp32 accumulator, then cast). Delta = rowsum(dO o) [- dlse].
+// dK = dS^T Q; dQ = dS K (fp32 accumulator, then cast).
 void build_backward(SdpaGraph& G, const Shape5& s, int variant) {
   GT q = G.q_side(kQ), kt = G.k_side_t(kK), vt = G.k_side_t(kV), o = G.q_side(kO), dO = G.q_side(kDO);
   GT stats = G.stats(kStats), dq = G.q_side(kDQ), dk = G.k_side(kDK), dv = G.k_side(kDV);
   GT scale = G.scalar(kScale), neg_inf = G.scalar(kNegInf), one = G.scalar(kOne);
-  const bool materialised = variant == 1 || variant == kDLseVariant;
 
-  // Delta_i = sum_d dO_id o_id [- dlse_i]
+  // Delta_i = sum_d dO_id o_id
   GT prod = G.g.tensor({{s.B, s.H, s.Tq, s.D}, {s.H * s.Tq * s.D, s.Tq * s.D, s.H * s.D, 1}, CUDNN_DATA_FLOAT});
   G.pw(CUDNN_POINTWISE_MUL, dO, o, prod);
   GT dsum = G.rows();
   G.g.reduction(CUDNN_REDUCE_TENSOR_ADD, prod, dsum);
-  GT delta = materialised ? G.stats(kSoftmaxSum) : G.rows();
-  if (variant == kDLseVariant) {
-    GT d1 = G.pw(CUDNN_POINTWISE_MUL, dsum, one, G.rows());
-    G.pw(CUDNN_POINTWISE_SUB, d1, G.stats(kDLse), delta);
-  } else {
-    G.pw(CUDNN_POINTWISE_MUL, dsum, one, delta);
-  }
+  GT delta = variant == 1 ? G.stats(kSoftmaxSum) : G.rows();
+  G.pw(CUDNN_POINTWISE_MUL, dsum, one, delta);
 
   // P, recomputed from the stats
   GT sc = G.scores();
   G.g.matmul(q, kt, sc);
   sc = G.pw(CUDNN_POINTWISE_MUL, sc, scale);
-  if (materialised) {
+  if (variant == 1) {
     sc = G.mask(G.pw(CUDNN_POINTWISE_SUB, sc, stats), neg_inf);
   } else {
     sc = G.pw(CUDNN_POINTWISE_SUB, G.mask(sc, neg_inf), stats);
@@ -238,18 +231,18 @@ struct Entry {
   std::unique_ptr<cudnn::Plan> plan;  // null: no engine takes the shape (why says why)
   std::string why;
   int variant = 0;
-  // Workspace: [plan | Delta (variants 1, 3) | dQ_accum (backward)], each 256-byte aligned.
+  // Workspace: [plan | Delta (variant 1) | dQ_accum (backward)], each 256-byte aligned.
   int64_t delta_offset = -1, dq_accum_offset = -1, dq_accum_bytes = 0, total_bytes = 0;
 };
 
 struct Key {
   int device;
   Shape5 s;
-  bool backward, dlse;
+  bool backward;
   int forced_variant;  // 0: auto
   bool operator<(const Key& o) const {
-    return std::tuple(device, tie(s), backward, dlse, forced_variant) <
-           std::tuple(o.device, tie(o.s), o.backward, o.dlse, o.forced_variant);
+    return std::tuple(device, tie(s), backward, forced_variant) <
+           std::tuple(o.device, tie(o.s), o.backward, o.forced_variant);
   }
 };
 
@@ -263,9 +256,9 @@ int forced_bwd_variant() {
   return e ? std::atoi(e) : 0;
 }
 
-std::string shape_name(const Shape5& s, bool backward, bool dlse) {
+std::string shape_name(const Shape5& s, bool backward) {
   return detail::str_cat(backward ? "bwd" : "fwd", " B=", s.B, " Tq=", s.Tq, " Tk=", s.Tk, " H=", s.H,
-                         " D=", s.D, s.causal ? " causal" : " full", dlse ? " dlse" : "");
+                         " D=", s.D, s.causal ? " causal" : " full");
 }
 
 // Plans per key, one map per device, each guarded by its device's handle mutex (every access is inside
@@ -275,8 +268,7 @@ std::map<Key, std::shared_ptr<Entry>>& cache(int device) {
   return (*c)[size_t(device)];
 }
 
-std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool backward, bool dlse,
-                                   int forced) {
+std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool backward, int forced) {
   auto e = std::make_shared<Entry>();
   // cuDNN's attention engines take head dims that are multiples of 8 up to 256.
   if (s.D % 8 != 0 || s.D > 256) {
@@ -286,7 +278,6 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool b
   std::vector<int> variants = {0};
   if (backward) variants.assign(std::begin(kBwdVariants), std::end(kBwdVariants));
   if (backward && forced) variants = {forced};
-  if (backward && dlse) variants = {kDLseVariant};
   for (int variant : variants) {
     SdpaGraph G(s);
     if (backward) build_backward(G, s, variant);
@@ -303,7 +294,7 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool b
     e->why.clear();
     int64_t off = align_up(e->plan->workspace_bytes);
     if (backward) {
-      if (e->variant == 1 || e->variant == kDLseVariant) {
+      if (e->variant == 1) {
         e->delta_offset = off;
         off += align_up(s.B * s.H * s.Tq * int64_t(sizeof(float)));
       }
@@ -312,11 +303,9 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool b
       off += align_up(e->dq_accum_bytes);
     }
     e->total_bytes = off;
-  } else if (dlse) {
-    e->why = " lse's gradient (dlse):" + e->why;
   }
   if (verbose())
-    std::fprintf(stderr, "[coil cudnn sdpa] %s: %s\n", shape_name(s, backward, dlse).c_str(),
+    std::fprintf(stderr, "[coil cudnn sdpa] %s: %s\n", shape_name(s, backward).c_str(),
                  e->plan ? detail::str_cat("plan ", e->plan->engine, ", variant ", e->variant, ", workspace ",
                                            e->total_bytes, " B").c_str()
                          : ("no plan:" + e->why).c_str());
@@ -324,12 +313,12 @@ std::shared_ptr<Entry> build_entry(cudnnHandle_t handle, const Shape5& s, bool b
 }
 
 // The cached entry for this call (built on first use). Call inside with_handle.
-std::shared_ptr<Entry> entry_for(cudnnHandle_t handle, int device, const Shape5& s, bool backward, bool dlse) {
+std::shared_ptr<Entry> entry_for(cudnnHandle_t handle, int device, const Shape5& s, bool backward) {
   const int forced = backward ? forced_bwd_variant() : 0;
-  const Key key{device, s, backward, dlse, forced};
+  const Key key{device, s, backward, forced};
   auto& c = cache(device);
   auto it = c.find(key);
-  if (it == c.end()) it = c.emplace(key, build_entry(handle, s, backward, dlse, forced)).first;
+  if (it == c.end()) it = c.emplace(key, build_entry(handle, s, backward, forced)).first;
   return it->second;
 }
 
@@ -364,6 +353,9 @@ void add_mask_scalars(const Shape5& s, Scalars& sc, std::vector<int64_t>& uids, 
   ptrs.insert(ptrs.end(), {&sc.seq_kv, &sc.seq_q});
 }
 
+// Why a backward with dlse runs native (the file's header has the measurement).
+constexpr const char* kNoDLse = "lse's gradient (dlse): cuDNN's SDPA backward graph takes none";
+
 // Shapes cuDNN is never asked about: nothing to do, or lengths past int32 (the mask's indices).
 bool takes(const Shape5& s) {
   return s.B * s.H * s.Tq * s.Tk > 0 && s.Tk <= std::numeric_limits<int32_t>::max();
@@ -387,8 +379,12 @@ AttentionImpl bf16_attention_impl(int device, const AttentionShape& s, bool back
     if (why) *why = "empty or past int32 lengths";
     return AttentionImpl::Native;
   }
+  if (backward && s.dlse) {
+    if (why) *why = kNoDLse;
+    return AttentionImpl::Native;
+  }
   std::shared_ptr<Entry> e;
-  cudnn::with_handle(device, [&](cudnnHandle_t h) { e = entry_for(h, device, s, backward, backward && s.dlse); });
+  cudnn::with_handle(device, [&](cudnnHandle_t h) { e = entry_for(h, device, s, backward); });
   if (why) *why = e->plan ? "" : e->why;
   return e->plan ? AttentionImpl::CuDNN : AttentionImpl::Native;
 }
@@ -400,7 +396,7 @@ bool cudnn_sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const
   const int device = q.device().index;
   bool ran = false;
   cudnn::with_handle(device, [&](cudnnHandle_t h) {
-    std::shared_ptr<Entry> e = entry_for(h, device, s, false, false);
+    std::shared_ptr<Entry> e = entry_for(h, device, s, false);
     if (!e->plan) return;
     Tensor ws = Tensor::empty({(e->total_bytes + 3) / 4}, DType::F32, q.device());
     Scalars sc{float(scale)};
@@ -417,12 +413,12 @@ bool cudnn_sdpa_backward(const Tensor& dO, const Tensor& q, const Tensor& k, con
                          const Tensor& o, const Tensor& lse, const Tensor* dlse, const Tensor& dq,
                          const Tensor& dk, const Tensor& dv, double scale, bool causal) {
   const Shape5 s = shape_of(q, k, causal);
-  if (cudnn_switched_off() || !takes(s) || !aligned({&dO, &q, &k, &v, &o, &lse, dlse, &dq, &dk, &dv}))
+  if (dlse || cudnn_switched_off() || !takes(s) || !aligned({&dO, &q, &k, &v, &o, &lse, &dq, &dk, &dv}))
     return false;
   const int device = q.device().index;
   bool ran = false;
   cudnn::with_handle(device, [&](cudnnHandle_t h) {
-    std::shared_ptr<Entry> e = entry_for(h, device, s, true, dlse != nullptr);
+    std::shared_ptr<Entry> e = entry_for(h, device, s, true);
     if (!e->plan) return;
     Tensor ws = Tensor::empty({(e->total_bytes + 3) / 4}, DType::F32, q.device());
     char* base = static_cast<char*>(ws.data_ptr());
@@ -438,10 +434,6 @@ bool cudnn_sdpa_backward(const Tensor& dO, const Tensor& q, const Tensor& k, con
     if (e->delta_offset >= 0) {
       uids.push_back(kSoftmaxSum);
       ptrs.push_back(base + e->delta_offset);
-    }
-    if (dlse) {
-      uids.push_back(kDLse);
-      ptrs.push_back(dlse->data_ptr());
     }
     add_mask_scalars(s, sc, uids, ptrs);
     cudnn::execute(h, *e->plan, uids, ptrs, base);
