@@ -81,11 +81,11 @@ Tensor prefix_attention(const Tensor& q, const Tensor& k, const Tensor& v, doubl
                " is given without acs_q");
     return attention(q, k, v, sm_scale, causal, lse_out);
   }
-    COIL_CHECK(acs_k.defined() && acs_q.shape() == (Shape{q.size(0), q.size(1), q.size(2)}) &&
-                   acs_k.shape() == (Shape{k.size(0), k.size(1), k.size(2)}),
-               "prefix_attention: acs_q ", shape_str(acs_q.shape()), " / acs_k ",
-               shape_str(acs_k.shape()), " do not match q ", shape_str(q.shape()), " and k ",
-               shape_str(k.shape()));
+  // The block path, with a decay from here on (the code keeps `decay` general).
+  COIL_CHECK(acs_k.defined() && acs_q.shape() == (Shape{q.size(0), q.size(1), q.size(2)}) &&
+                 acs_k.shape() == (Shape{k.size(0), k.size(1), k.size(2)}),
+             "prefix_attention: acs_q ", shape_str(acs_q.shape()), " / acs_k ", shape_str(acs_k.shape()),
+             " do not match q ", shape_str(q.shape()), " and k ", shape_str(k.shape()));
   Blocks bl;
   bl.scale = sm_scale;
   bl.causal = causal;

@@ -201,6 +201,7 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, std
          [s, causal](const Grads& g, const Grads& sv) {
            const Tensor &qs = sv[0], &ks = sv[1];
            Tensor dO = g[0].defined() ? g[0].contiguous() : Tensor::zeros(qs.shape(), qs.dtype(), qs.device());
+           if (dO.dtype() != qs.dtype()) dO = dO.to(qs.dtype());
            Tensor dq = Tensor::empty(qs.shape(), qs.dtype(), qs.device());
            Tensor dk = Tensor::empty(ks.shape(), qs.dtype(), qs.device());
            Tensor dv = Tensor::empty(ks.shape(), qs.dtype(), qs.device());
