@@ -6,6 +6,7 @@
 # ~3 more minutes), its tables printed before the summary.
 #   bash bench/gpu_check.sh                 # from anywhere; extra arguments go to the cmake configure
 #   BUILD_DIR=b JOBS=8 BENCH=1 bash bench/gpu_check.sh
+#   CTEST_ARGS="-L cuda" bash bench/gpu_check.sh   # a subset of the tests (ctest arguments)
 # Exit status: 0 when everything built, no test failed and (BENCH=1) every benchmark ran.
 # The eval tests read the lm-eval jsonl files from $COIL_EVAL_DATA, else ../shared/eval-data. A GPU node
 # that gets only a copy of the repository has no ../shared: copy the folder into .evaldata/ (ignored by
@@ -46,7 +47,10 @@ built=$(date +%s)
 
 mkdir -p "$LOG_DIR"
 # GPU nodes have no package access: tests labelled "network" (corpus download) run in CI only.
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 600 -LE network 2>&1 | tee "$LOG_DIR/ctest.log"
+# CTEST_ARGS narrows the run (e.g. CTEST_ARGS="-L cuda" or "-R Attention"), word-split on purpose.
+# shellcheck disable=SC2086
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --timeout 600 -LE network ${CTEST_ARGS:-} 2>&1 |
+  tee "$LOG_DIR/ctest.log"
 ctest_rc=${PIPESTATUS[0]}
 tested=$(date +%s)
 bench_rc=0
