@@ -4,9 +4,14 @@
 #include "parallel/sharded_model.h"
 
 #include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "core/autograd/grad_mode.h"
+#include "core/autograd/recompute.h"
 #include "core/ops.h"
 #include "layers/attention.h"
 #include "layers/linear_mixer.h"
@@ -154,8 +159,6 @@ void validate_parallel_layout(const ModelConfig& c, const GridShape& g, int worl
                  g.tp);
   }
   if (g.sp > 1) {
-    COIL_CHECK(!c.recompute, "parallel layout: block recompute with sp = ", g.sp,
-               " would repeat the sequence exchange; set recompute false");
     if (seq_len > 0) {
       COIL_CHECK(seq_len % g.sp == 0, "parallel layout: sequence length ", seq_len,
                  " does not divide by sp ", g.sp);
@@ -259,11 +262,92 @@ Tensor ParallelLanguageModel::embed(const Tensor& ids) const {
   return reduce_from_group(e, tp);
 }
 
+namespace {
+
+// One layer's body on this rank's shard: the input x, and under the chain the state the earlier
+// shards left (`in`) and where to put the one this shard leaves (`out`, null on the last rank); null
+// both when the mixer gets its context through its sequence hooks (or sp = 1, or no mixer).
+using LayerBody = std::function<Tensor(const Tensor& x, const MixerState* in, MixerState* out)>;
+
+// The entry names and dtypes of a region's outgoing chain state, fixed by the region's first run
+// (the forward): the replay in backward must hand back the same outputs in the same order.
+struct StateLayout {
+  bool fixed = false;
+  std::vector<std::string> names;
+  std::vector<DType> dtypes;
+};
+
+// One layer x -> body(x), with or without recompute, with or without the chain.
+//
+// Recompute (core/autograd/recompute.h): the body runs without a graph and again, with one, in
+// backward, so between forward and backward a layer keeps only its input (and, under the chain, the
+// states it received and sent). The body may hold collectives (tp's copy_to_group / reduce_from_group,
+// the gather style's all-gather, previous-tail halo and softmax K, V ring): a replay repeats them,
+// which is sound because every rank of a group replays the same layer at the same point of backward.
+// The engine (core/autograd/engine.cpp) runs a node only once every gradient it waits for arrived,
+// and a layer's RecomputeBackward waits for the gradient of its output, which only the next layer's
+// region (or, past the last one, the head) produces: so on every rank the regions replay strictly
+// from the last layer down, each one's nested backward running to its end inside its node, with
+// nothing but the chain's point-to-point messages between two regions. Outside the regions the graph
+// holds no collective of the sp or tp group except the head's (before the first replay) and the
+// embedding's (after the last), and each region's nested graph has the same shape on every rank of
+// its groups (the mixers' sharded paths make the same calls on every rank; see SequenceShardHooks).
+//
+// The chain cannot be replayed (rank r - 1 would have to send again), so chain_receive and
+// chain_send stay outside the region: the received state's tensors are inputs of the region, the
+// outgoing state's tensors its outputs, and their gradients travel by the chain's own backward.
+// The mixer and the MLP share one region: two would keep the residual h between them too.
+Tensor run_layer(const LayerBody& body, const Tensor& x, bool chained, bool recompute, const CommPtr& sp) {
+  if (!chained) {
+    if (!recompute) return body(x, nullptr, nullptr);
+    return coil::recompute(
+        [body](const std::vector<Tensor>& in) { return std::vector<Tensor>{body(in[0], nullptr, nullptr)}; },
+        {x})[0];
+  }
+  const bool last = sp->rank() == sp->size() - 1;
+  MixerState in, out;
+  Tensor xin = chain_receive(x, sp, &in);
+  if (!recompute) return chain_send(body(xin, &in, last ? nullptr : &out), out, sp);
+  std::vector<std::string> in_names;
+  std::vector<Tensor> inputs{xin};
+  for (const auto& [name, t] : in.entries) {
+    in_names.push_back(name);
+    inputs.push_back(t);
+  }
+  auto layout = std::make_shared<StateLayout>();
+  auto fn = [body, in_names, last, layout](const std::vector<Tensor>& v) {
+    MixerState sin, sout;
+    for (size_t i = 0; i < in_names.size(); ++i) sin.set(in_names[i], v[i + 1]);
+    std::vector<Tensor> outs{body(v[0], &sin, last ? nullptr : &sout)};
+    if (!layout->fixed) {
+      for (const auto& [name, t] : sout.entries) {
+        layout->names.push_back(name);
+        layout->dtypes.push_back(t.dtype());
+      }
+      layout->fixed = true;
+    }
+    COIL_CHECK(sout.entries.size() == layout->names.size(), "sequence chain with recompute: the replay left ",
+               sout.entries.size(), " state entries, the forward ", layout->names.size());
+    for (size_t i = 0; i < layout->names.size(); ++i) {
+      Tensor t = sout.get(layout->names[i]);
+      COIL_CHECK(t.dtype() == layout->dtypes[i], "sequence chain with recompute: state entry '",
+                 layout->names[i], "' is ", t.dtype(), " in the replay, ", layout->dtypes[i], " in the forward");
+      outs.push_back(t);
+    }
+    return outs;
+  };
+  std::vector<Tensor> r = coil::recompute(fn, inputs);
+  for (size_t i = 0; i < layout->names.size(); ++i) out.set(layout->names[i], r[i + 1]);
+  return chain_send(r[0], out, sp);
+}
+
+}  // namespace
+
 Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
   COIL_CHECK(ids.dim() == 2, "ParallelLanguageModel: expected ids (B, T), got ", ids.describe());
   const CommPtr &tp = groups_.tp, &sp = groups_.sp;
   const int64_t T = ids.size(1);
-  const bool chain = popt_.sequence_chain || config_.mixer == "mamba1";
+  const bool chain = sp->size() > 1 && (popt_.sequence_chain || config_.mixer == "mamba1");
   if (sp->size() > 1 && !chain && hooks_len_ != T) {
     auto hooks = make_sequence_hooks(sp, T, popt_.balanced_causal, popt_.sequence_ring);
     for (size_t i = 0; i < local_->num_blocks(); ++i) local_->block(i).mixer->sequence_shard = hooks;
@@ -271,22 +355,35 @@ Tensor ParallelLanguageModel::forward(const Tensor& ids) const {
       if (const auto& m = local_->hybrid_layer(i).mixer) m->sequence_shard = hooks;
     hooks_len_ = T;
   }
+  // Recompute only pays off when a graph is being recorded (as in Block::forward).
+  const bool recompute = config_.recompute && GradMode::is_enabled();
+  // The mixer on its input h: the chained state when given, else forward (the gather style's hooks).
+  auto mix = [](const Mixer& m, const Tensor& h, const MixerState* in, MixerState* out) {
+    return in ? m.forward_stateful(h, *in, out) : m.forward(h);
+  };
   Tensor x = embed(ids);  // (B, T, C), replicated over tp
   for (size_t i = 0; i < local_->num_blocks(); ++i) {
-    const Block& b = local_->block(i);
+    const Block* b = &local_->block(i);
     // The single model's wiring (Block::forward_impl): h = x + mixer(norm1(x)) and norm2(h) in the
     // fused op, the residual stream in the embedding's dtype (bf16 under autocast).
-    Tensor m = sequence_parallel_mixer(*b.mixer, copy_to_group(b.norm1->forward(x), tp), sp, chain);
-    auto [h, n] = b.norm2->forward_add(x, reduce_from_group(m, tp));
-    x = h + reduce_from_group(b.mlp->forward(copy_to_group(n, tp)), tp);
+    LayerBody body = [b, tp, mix](const Tensor& xb, const MixerState* in, MixerState* out) {
+      Tensor m = mix(*b->mixer, copy_to_group(b->norm1->forward(xb), tp), in, out);
+      auto [h, n] = b->norm2->forward_add(xb, reduce_from_group(m, tp));
+      return h + reduce_from_group(b->mlp->forward(copy_to_group(n, tp)), tp);
+    };
+    x = run_layer(body, x, chain, recompute, sp);
   }
   // Hybrid: each layer is x + f(RMSNorm(x)) with f a mixer (sharded like the blocks' mixers) or a
-  // SwiGLU MLP (split like the blocks' MLPs); like the blocks above, without recompute.
+  // SwiGLU MLP (split like the blocks' MLPs); recompute and the chain as for the blocks (an MLP
+  // layer has no state to pass).
   for (size_t i = 0; i < local_->num_hybrid_layers(); ++i) {
-    const HybridLayer& l = local_->hybrid_layer(i);
-    Tensor h = copy_to_group(l.norm->forward(x), tp);
-    Tensor f = l.mixer ? sequence_parallel_mixer(*l.mixer, h, sp, chain) : l.mlp->forward(h);
-    x = x + reduce_from_group(f, tp);
+    const HybridLayer* l = &local_->hybrid_layer(i);
+    LayerBody body = [l, tp, mix](const Tensor& xl, const MixerState* in, MixerState* out) {
+      Tensor h = copy_to_group(l->norm->forward(xl), tp);
+      Tensor f = l->mixer ? mix(*l->mixer, h, in, out) : l->mlp->forward(h);
+      return xl + reduce_from_group(f, tp);
+    };
+    x = run_layer(body, x, chain && l->mixer != nullptr, recompute, sp);
   }
   return local_->lm_head->forward(copy_to_group(local_->norm_f->forward(x), tp));  // (B, T, V/tp)
 }

@@ -10,6 +10,8 @@
 //   sp: each rank holds T / sp consecutive tokens; mixers get what earlier shards left through the
 //     gather style (default) or the chain (parallel/sequence.h).
 //   dp: each rank holds B / dp rows of the batch.
+// Recompute (config.recompute): every block / hybrid layer runs inside coil::recompute in any layout;
+// the chain's messages stay outside the region (see run_layer in sharded_model.cpp).
 // Init: every rank draws the FULL single-rank model from config.seed and keeps its slice, so any
 // layout starts from the parameters LanguageModel(config) has.
 //

@@ -3,11 +3,13 @@
 // dp2xsp2 on 4) the forward logits, the loss and every parameter gradient match (fp32, max relative
 // error < 1e-5), and five AdamW steps give the same losses. Every rank also runs the single-rank
 // reference on the whole batch. The sequence-parallel chain and gather styles must agree too.
-// Mamba-1 (chain only under sp) and the Mamba-2-Hybrid stack have the same cells below.
+// Mamba-1 (chain only under sp) and the Mamba-2-Hybrid stack have the same cells below. With
+// model.recompute the same comparisons hold in every layout, and recompute lowers the peak memory.
 #include <gtest/gtest.h>
 
 #include <iostream>
 
+#include "core/allocator.h"
 #include "core/autograd/engine.h"
 #include "core/autograd/grad_mode.h"
 #include "core/ops.h"
@@ -48,13 +50,17 @@ struct Result {
 
 Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = false,
                   std::vector<double>* losses_out = nullptr, DType dt = DType::F32,
-                  bool balanced = false, bool ring = false) {
+                  bool balanced = false, bool ring = false, bool recompute = false) {
   GridShape shape;
   shape.dp = dp;
   shape.tp = tp;
   shape.sp = sp;
+  // With recompute the sharded model recomputes its layers; the reference is the plain single-rank
+  // model (no recompute), so the comparison also covers recompute itself.
   const ModelConfig cfg = tiny_chunked_config(name);
-  validate_parallel_layout(cfg, shape, world()->size(), kSeq, kBatch);
+  ModelConfig pcfg = cfg;
+  pcfg.recompute = recompute;
+  validate_parallel_layout(pcfg, shape, world()->size(), kSeq, kBatch);
   ProcessGrid grid(world(), shape);
   ParallelOptions po;
   po.sequence_chain = chain;
@@ -62,7 +68,7 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   po.sequence_ring = ring;
   const ParamOptions popt{dt, Device::cpu()};
   LanguageModel ref(cfg, popt);
-  ParallelLanguageModel par(cfg, ParallelGroups::of(grid), po, popt);
+  ParallelLanguageModel par(pcfg, ParallelGroups::of(grid), po, popt);
   const double tol = dt == DType::F64 ? 1e-10 : kTol;
   DataParallelOptions dopt;
   dopt.average = false;
@@ -119,7 +125,8 @@ Result run_layout(const std::string& name, int dp, int tp, int sp, bool chain = 
   EXPECT_LT(res.losses, dt == DType::F64 ? tol : kTolAfterUpdate) << name << " (AdamW steps 1-4)";
   if (world()->rank() == 0)
     std::cout << "[layout] " << name << " " << dtype_name(dt) << " dp" << dp << " tp" << tp << " sp" << sp
-              << (chain ? " chain" : "") << (balanced ? " balanced" : "") << (ring ? " ring" : "") << ": logits " << res.logits << " loss " << res.loss0
+              << (chain ? " chain" : "") << (balanced ? " balanced" : "") << (ring ? " ring" : "")
+              << (recompute ? " recompute" : "") << ": logits " << res.logits << " loss " << res.loss0
               << " grads " << res.grads << (res.grad_note.empty() ? "" : " (" + res.grad_note + ")")
               << " losses(steps 1-4) " << res.losses << "\n";
   return res;
@@ -263,6 +270,110 @@ TEST(Mpi4Ranks, HybridSp4Dp2Sp2Dp2Tp2Tp2Sp2) {
   run_layout("hybrid", 2, 2, 1);
   run_layout("hybrid", 1, 2, 2);
 }
+// Activation recompute (model.recompute) in the sharded model: every layer runs inside
+// coil::recompute, the chain's messages outside it (its states are the region's inputs and outputs).
+// Each layout's logits, loss, gradients and AdamW losses equal the plain single-rank model's (run_layout
+// gives the reference no recompute).
+const std::vector<std::string> kRecomputeMixers = {"softmax", "2mamba", "2mamba-e"};
+std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  for (auto& ch : n) if (ch == '-') ch = '_';
+  return n;
+}
+constexpr bool kRecompute = true;
+
+class Mpi2RanksRecompute : public ::testing::TestWithParam<std::string> {};
+TEST_P(Mpi2RanksRecompute, Sp2Chain) {
+  // And the same losses as the chain without recompute.
+  std::vector<double> on, off;
+  run_layout(GetParam(), 1, 1, 2, true, &on, DType::F32, false, false, kRecompute);
+  run_layout(GetParam(), 1, 1, 2, true, &off);
+  EXPECT_LT(max_rel_err(on, off), kTol);
+}
+TEST_P(Mpi2RanksRecompute, Sp2Gather) {
+  run_layout(GetParam(), 1, 1, 2, false, nullptr, DType::F32, false, false, kRecompute);
+}
+TEST_P(Mpi2RanksRecompute, Tp2) {
+  run_layout(GetParam(), 1, 2, 1, false, nullptr, DType::F32, false, false, kRecompute);
+}
+TEST_P(Mpi2RanksRecompute, Dp2) {
+  run_layout(GetParam(), 2, 1, 1, false, nullptr, DType::F32, false, false, kRecompute);
+}
+INSTANTIATE_TEST_SUITE_P(Mixers, Mpi2RanksRecompute, ::testing::ValuesIn(kRecomputeMixers), test_name);
+
+// fp64: recompute leaves the sharded algebra exact (chain and gather).
+TEST(Mpi2RanksRecomputeExtra, F64ChainAndGather) {
+  for (const std::string m : {"2mamba", "softmax"}) {
+    run_layout(m, 1, 1, 2, true, nullptr, DType::F64, false, false, kRecompute);
+    run_layout(m, 1, 1, 2, false, nullptr, DType::F64, false, false, kRecompute);
+  }
+}
+// The softmax ring and load-balanced split (point-to-point K, V passes replayed inside the region),
+// Mamba-1 (always the chain) and the hybrid stack (its MLP layers have no chain state).
+TEST(Mpi2RanksRecomputeExtra, SoftmaxRingBalancedMamba1Hybrid) {
+  run_layout("softmax", 1, 1, 2, false, nullptr, DType::F32, false, true, kRecompute);
+  run_layout("softmax", 1, 1, 2, false, nullptr, DType::F32, true, false, kRecompute);
+  run_layout("mamba1", 1, 1, 2, false, nullptr, DType::F32, false, false, kRecompute);
+  run_layout("mamba1", 1, 2, 1, false, nullptr, DType::F32, false, false, kRecompute);
+  run_layout("hybrid", 1, 1, 2, false, nullptr, DType::F32, false, false, kRecompute);
+  run_layout("hybrid", 1, 1, 2, true, nullptr, DType::F32, false, false, kRecompute);
+  run_layout("hybrid", 1, 2, 1, false, nullptr, DType::F32, false, false, kRecompute);
+}
+
+// The point of recompute: an sp2 chain run of 2Mamba keeps only each layer's input and the chained
+// states between forward and backward, not every layer's chunk states and activations. The CPU
+// allocator's peak over one forward + backward (above what was live before) must drop well below the
+// run without recompute; a recompute switch that silently did nothing would give the same peak.
+TEST(Mpi2RanksRecomputeExtra, Sp2ChainLowersPeakMemory) {
+  auto peak_of = [](bool recompute) {
+    ModelConfig cfg = tiny_chunked_config("2mamba");
+    cfg.n_layers = 4;
+    cfg.recompute = recompute;
+    GridShape shape;
+    shape.sp = 2;
+    ProcessGrid grid(world(), shape);
+    ParallelOptions po;
+    po.sequence_chain = true;
+    ParallelLanguageModel par(cfg, ParallelGroups::of(grid), po, ParamOptions{DType::F32, Device::cpu()});
+    const int64_t B = 2, T = 256;
+    Tensor ids = par.local_batch(random_ids(B, T, cfg.vocab, 300));
+    Tensor tgt = par.local_batch(random_ids(B, T, cfg.vocab, 301));
+    Allocator& a = allocator_for(DeviceType::CPU);
+    const int64_t before = a.stats(0).current_bytes;
+    a.reset_peak(0);
+    par.loss(ids, tgt).backward();
+    const int64_t peak = a.stats(0).peak_bytes - before;
+    // The largest over the ranks (each is its own process with its own allocator).
+    return int64_t(reduce_values(*world(), {double(peak)}, ReduceOp::Max)[0]);
+  };
+  const int64_t off = peak_of(false), on = peak_of(true);
+  if (world()->rank() == 0)
+    std::cout << "[recompute] 2mamba tiny, 4 layers, B 2, T 256, sp2 chain, f32: peak bytes per rank "
+              << "recompute off " << off << ", on " << on << " (ratio " << double(on) / double(off) << ")\n";
+  EXPECT_LT(double(on), 0.6 * double(off));  // measured ~0.33
+}
+
+class Mpi4RanksRecompute : public ::testing::TestWithParam<std::string> {};
+TEST_P(Mpi4RanksRecompute, Tp2Sp2) {
+  run_layout(GetParam(), 1, 2, 2, false, nullptr, DType::F32, false, false, kRecompute);
+}
+TEST_P(Mpi4RanksRecompute, Tp2Sp2Chain) {
+  run_layout(GetParam(), 1, 2, 2, true, nullptr, DType::F32, false, false, kRecompute);
+}
+TEST_P(Mpi4RanksRecompute, Sp4Chain) {
+  run_layout(GetParam(), 1, 1, 4, true, nullptr, DType::F32, false, false, kRecompute);
+}
+TEST_P(Mpi4RanksRecompute, Sp4) {
+  run_layout(GetParam(), 1, 1, 4, false, nullptr, DType::F32, false, false, kRecompute);
+}
+INSTANTIATE_TEST_SUITE_P(Mixers, Mpi4RanksRecompute, ::testing::Values("softmax", "2mamba"), test_name);
+TEST(Mpi4RanksRecomputeExtra, HybridTp2Sp2AndSoftmaxRingDp2Sp2) {
+  run_layout("hybrid", 1, 2, 2, false, nullptr, DType::F32, false, false, kRecompute);
+  run_layout("hybrid", 1, 1, 4, true, nullptr, DType::F32, false, false, kRecompute);
+  run_layout("softmax", 1, 2, 2, false, nullptr, DType::F32, false, true, kRecompute);
+  run_layout("2mamba", 2, 1, 2, true, nullptr, DType::F32, false, false, kRecompute);
+}
+
 // The chain's messages carry each state entry's own dtype: under bf16 autocast the scan state S stays
 // f32 next to bf16 activations, and a receive buffer sized by the activations' dtype would not match
 // the send (NCCL waits forever on such a pair). Here x is f64, the state one f32 and one f64 entry;
