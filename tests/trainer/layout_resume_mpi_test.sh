@@ -87,4 +87,12 @@ for case in softmax 2mamba; do
   run "$case-zero-dp1" 1 "$config" --resume "$WORK/$case-zero/ckpt/step_00000006.h5"
   compare "$case-dp2" "$case-zero-dp1" 7
 done
+# model.recompute under sp2 (2Mamba's chain: every layer replayed in backward, the chain's messages
+# outside the replay): from step 0 the losses equal those of the run without recompute. Both start
+# fresh: a checkpoint does not resume across a change of model.recompute.
+config=tiny-2mamba.yaml
+extra=(--set model.vocab=260 --set data.kind=shards --set data.dir="$WORK/tok" --set data.mode=document)
+run 2mamba-sp2-plain 2 "$config" --set parallel.sp=2
+run 2mamba-sp2-recompute 2 "$config" --set parallel.sp=2 --set model.recompute=true
+compare 2mamba-sp2-plain 2mamba-sp2-recompute 1
 echo "layout resume mpi: ok"
