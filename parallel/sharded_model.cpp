@@ -288,10 +288,12 @@ struct StateLayout {
 // and a layer's RecomputeBackward waits for the gradient of its output, which only the next layer's
 // region (or, past the last one, the head) produces: so on every rank the regions replay strictly
 // from the last layer down, each one's nested backward running to its end inside its node, with
-// nothing but the chain's point-to-point messages between two regions. Outside the regions the graph
-// holds no collective of the sp or tp group except the head's (before the first replay) and the
-// embedding's (after the last), and each region's nested graph has the same shape on every rank of
-// its groups (the mixers' sharded paths make the same calls on every rank; see SequenceShardHooks).
+// nothing but the chain's point-to-point messages between two regions. Outside the regions the
+// backward holds no collective of the sp or tp group but the head's (copy_to_group before lm_head,
+// before the first replay), and each region's nested graph has the same shape on every rank of its
+// groups (the mixers' sharded paths make the same calls on every rank; see SequenceShardHooks), so
+// its collectives come in the same order everywhere. DataParallel's bucket all-reduces start from the
+// parameters' accumulation hooks, which the nested passes fire in the same order on every dp rank.
 //
 // The chain cannot be replayed (rank r - 1 would have to send again), so chain_receive and
 // chain_send stay outside the region: the received state's tensors are inputs of the region, the

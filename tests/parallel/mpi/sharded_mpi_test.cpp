@@ -320,12 +320,16 @@ TEST(Mpi2RanksRecomputeExtra, SoftmaxRingBalancedMamba1Hybrid) {
   run_layout("hybrid", 1, 2, 1, false, nullptr, DType::F32, false, false, kRecompute);
 }
 
-// The point of recompute: an sp2 chain run of 2Mamba keeps only each layer's input and the chained
-// states between forward and backward, not every layer's chunk states and activations. The CPU
-// allocator's peak over one forward + backward (above what was live before) must drop well below the
-// run without recompute; a recompute switch that silently did nothing would give the same peak.
-TEST(Mpi2RanksRecomputeExtra, Sp2ChainLowersPeakMemory) {
-  auto peak_of = [](bool recompute) {
+// The point of recompute: an sp2 run of 2Mamba keeps only each layer's input (and, in the chain, the
+// received states) between forward and backward, not every layer's chunk states and activations. The
+// CPU allocator's peak over one forward + backward (above what was live before) must drop well below
+// the run without recompute, in the chain and in the gather style; a recompute switch that silently
+// did nothing would give the same peak. Also what stays live between forward and backward.
+TEST(Mpi2RanksRecomputeExtra, Sp2LowersPeakMemory) {
+  struct Mem {
+    int64_t peak = 0, held = 0;  // peak over forward + backward; live after forward
+  };
+  auto measure = [](bool recompute, bool chain) {
     ModelConfig cfg = tiny_chunked_config("2mamba");
     cfg.n_layers = 4;
     cfg.recompute = recompute;
@@ -333,7 +337,7 @@ TEST(Mpi2RanksRecomputeExtra, Sp2ChainLowersPeakMemory) {
     shape.sp = 2;
     ProcessGrid grid(world(), shape);
     ParallelOptions po;
-    po.sequence_chain = true;
+    po.sequence_chain = chain;
     ParallelLanguageModel par(cfg, ParallelGroups::of(grid), po, ParamOptions{DType::F32, Device::cpu()});
     const int64_t B = 2, T = 256;
     Tensor ids = par.local_batch(random_ids(B, T, cfg.vocab, 300));
@@ -341,16 +345,24 @@ TEST(Mpi2RanksRecomputeExtra, Sp2ChainLowersPeakMemory) {
     Allocator& a = allocator_for(DeviceType::CPU);
     const int64_t before = a.stats(0).current_bytes;
     a.reset_peak(0);
-    par.loss(ids, tgt).backward();
+    Tensor loss = par.loss(ids, tgt);
+    const int64_t held = a.stats(0).current_bytes - before;
+    loss.backward();
     const int64_t peak = a.stats(0).peak_bytes - before;
     // The largest over the ranks (each is its own process with its own allocator).
-    return int64_t(reduce_values(*world(), {double(peak)}, ReduceOp::Max)[0]);
+    const std::vector<double> m = reduce_values(*world(), {double(peak), double(held)}, ReduceOp::Max);
+    return Mem{int64_t(m[0]), int64_t(m[1])};
   };
-  const int64_t off = peak_of(false), on = peak_of(true);
-  if (world()->rank() == 0)
-    std::cout << "[recompute] 2mamba tiny, 4 layers, B 2, T 256, sp2 chain, f32: peak bytes per rank "
-              << "recompute off " << off << ", on " << on << " (ratio " << double(on) / double(off) << ")\n";
-  EXPECT_LT(double(on), 0.6 * double(off));  // measured ~0.33
+  for (const bool chain : {true, false}) {
+    const Mem off = measure(false, chain), on = measure(true, chain);
+    if (world()->rank() == 0)
+      std::cout << "[recompute] 2mamba tiny, 4 layers, B 2, T 256, sp2 " << (chain ? "chain" : "gather")
+                << ", f32, bytes per rank: peak recompute off " << off.peak << ", on " << on.peak << " (ratio "
+                << double(on.peak) / double(off.peak) << "); live after forward off " << off.held << ", on "
+                << on.held << " (ratio " << double(on.held) / double(off.held) << ")\n";
+    EXPECT_LT(double(on.peak), 0.6 * double(off.peak)) << (chain ? "chain" : "gather");
+    EXPECT_LT(double(on.held), 0.15 * double(off.held)) << (chain ? "chain" : "gather");
+  }
 }
 
 class Mpi4RanksRecompute : public ::testing::TestWithParam<std::string> {};
