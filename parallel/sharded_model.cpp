@@ -281,7 +281,7 @@ struct StateLayout {
 //
 // Recompute (core/autograd/recompute.h): the body runs without a graph and again, with one, in
 // backward, so between forward and backward a layer keeps only its input (and, under the chain, the
-// states it received and sent). The body may hold collectives (tp's copy_to_group / reduce_from_group,
+// state it received; the one it sent is rebuilt by the replay). The body may hold collectives (tp's copy_to_group / reduce_from_group,
 // the gather style's all-gather, previous-tail halo and softmax K, V ring): a replay repeats them,
 // which is sound because every rank of a group replays the same layer at the same point of backward.
 // The engine (core/autograd/engine.cpp) runs a node only once every gradient it waits for arrived,
@@ -298,7 +298,9 @@ struct StateLayout {
 // The chain cannot be replayed (rank r - 1 would have to send again), so chain_receive and
 // chain_send stay outside the region: the received state's tensors are inputs of the region, the
 // outgoing state's tensors its outputs, and their gradients travel by the chain's own backward.
-// The mixer and the MLP share one region: two would keep the residual h between them too.
+// The mixer and the MLP share one region: two would keep the residual h between them too. Without
+// recompute the chain wraps the layer the same way (chain_send on the layer's output, not the
+// mixer's: the state is sent once the layer is done, which changes no value).
 Tensor run_layer(const LayerBody& body, const Tensor& x, bool chained, bool recompute, const CommPtr& sp) {
   if (!chained) {
     if (!recompute) return body(x, nullptr, nullptr);
