@@ -452,15 +452,50 @@ void write_checkpoint(const std::string& path, const CheckpointTensors& tensors,
   fsync_path(parent.empty() ? "." : parent.string(), true);
 }
 
+// The model config without the keys that choose only how the same function is computed: activation
+// recompute, the linear mixers' form and chunking, the Mamba scans' chunk lengths. A checkpoint
+// resumes across them (a long-context run may switch recompute on or the chunked form in).
+std::string without_execution_keys(const std::string& yaml) {
+  static const char* const kExecutionOnly[] = {"recompute", "linear.form", "linear.chunked_from",
+                                               "linear.chunk_size", "mamba2.chunk_size",
+                                               "mamba1.chunk_size"};
+  std::istringstream in(yaml);
+  std::string line, out;
+  std::vector<std::pair<size_t, std::string>> stack;  // (indent, key), as first_difference
+  while (std::getline(in, line)) {
+    const size_t indent = line.find_first_not_of(' ');
+    if (indent != std::string::npos) {
+      const std::string key = line.substr(indent, line.find(':') - indent);
+      while (!stack.empty() && stack.back().first >= indent) stack.pop_back();
+      std::string path;
+      for (const auto& [_, k] : stack) path += k + ".";
+      path += key;
+      stack.push_back({indent, key});
+      bool skip = false;
+      for (const char* k : kExecutionOnly) {
+        const std::string suffix(k);
+        skip = skip || path == suffix ||
+               (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+                path[path.size() - suffix.size() - 1] == '.');
+      }
+      if (skip) continue;
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
 CheckpointMeta read_checkpoint(const std::string& path, Module& model, AdamW& opt,
                                const std::string& expected_model_yaml) {
   const H5 h5{path};
   int64_t version = 0;
   Handle f = open_for_read(h5, &version);
   CheckpointMeta meta = read_meta(h5, f.get());
-  if (!expected_model_yaml.empty() && meta.model_config_yaml != expected_model_yaml)
+  if (!expected_model_yaml.empty() &&
+      without_execution_keys(meta.model_config_yaml) != without_execution_keys(expected_model_yaml))
     COIL_FAIL("checkpoint '", path, "' is of a different model config: ",
-              first_difference(meta.model_config_yaml, expected_model_yaml));
+              first_difference(without_execution_keys(meta.model_config_yaml),
+                               without_execution_keys(expected_model_yaml)));
 
   const NamedTensors params = model.named_parameters();
   const auto states = optimizer_states(model, opt, params);

@@ -203,6 +203,17 @@ TEST(CheckpointTest, TruncatedForeignAndWrongModelFilesGiveOneLineErrors) {
   EXPECT_NE(m_model.find("different model config"), std::string::npos) << m_model;
   EXPECT_NE(m_model.find("model.d_model"), std::string::npos) << m_model;
   EXPECT_EQ(m_model.find('\n'), std::string::npos) << m_model;
+  // Keys that choose only how the same function is computed do not count: a run may resume with
+  // recompute on, another linear form or other chunk lengths.
+  ModelConfig how = c;
+  how.recompute = !c.recompute;
+  how.linear.form = "chunked";
+  how.linear.chunk_size = 7;
+  how.mamba2.chunk_size = 5;
+  EXPECT_EQ(message_of(good, model_config_to_yaml(how)), "(no error)");
+  how.n_heads *= 2;  // ... but the rest still does, named as before
+  EXPECT_NE(message_of(good, model_config_to_yaml(how)).find("model.n_heads"), std::string::npos)
+      << message_of(good, model_config_to_yaml(how));
   // Without the config check, the tensor check still catches a different shape.
   LanguageModel wide(tiny_model(64));
   AdamW wide_opt(wide.parameters(), AdamWOptions{});
