@@ -27,8 +27,6 @@ void check_buffer(const Communicator& c, const char* op, const Tensor& t, const 
              shape_str(t.strides()));
 }
 void check_reducible(const Communicator& c, const char* op, const Tensor& t, ReduceOp rop) {
-  COIL_CHECK(t.dtype() != DType::BF16, op, " on ", c.name(),
-             ": bf16 reductions are not supported (reduce in f32), got ", t.describe());
   COIL_CHECK(rop != ReduceOp::Avg || is_floating(t.dtype()), op, " on ", c.name(),
              ": avg needs a floating tensor, got ", t.describe());
 }

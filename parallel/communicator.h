@@ -39,7 +39,8 @@ class Communicator {
   // "mpi", "single", ... plus an optional label given at creation ("dp", "tp", ...).
   virtual std::string name() const = 0;
 
-  // --- flat primitives: contiguous tensors, f32 / f64 / i32 / i64 (bf16 only for data movement) --
+  // --- flat primitives: contiguous tensors, f32 / f64 / bf16 / i32 / i64 (bf16 reduced in a wider --
+  // type and rounded once)
   // In place: every rank's t becomes the reduction over the group (Avg: floating types only).
   virtual void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
   // Starts an in-place all-reduce; the result is valid after wait(). The default blocks.

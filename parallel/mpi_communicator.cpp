@@ -1,8 +1,10 @@
 // The MPI communicator. Collectives map one to one onto MPI calls on a duplicated communicator; avg is a
-// sum followed by a division (MPI has no average). bf16 is moved as 16-bit words and never reduced.
+// sum followed by a division (MPI has no average). bf16 is moved as 16-bit words and reduced as f64.
 // f32 sums travel as f64 and are rounded once at the end: the ranks' partial sums then add up exactly
 // (whatever order MPI picks), so an all-reduce and a reduce-scatter give the same values (plain data
 // parallel = ZeRO-1) and a sharded gradient is as close to the single-rank one as its shards allow.
+// bf16 (the activations and their gradients of a bf16 autocast run under tp or sp, on ranks that
+// share a GPU) is reduced the same way, every op, and rounded once, as the NCCL communicator does.
 #include "parallel/mpi_communicator.h"
 
 #include <mpi.h>
@@ -57,7 +59,9 @@ struct Staged {
 };
 
 // f32 sum / avg: reduced in f64 (see the top of the file).
-bool widened(const Tensor& t, ReduceOp op) { return t.dtype() == DType::F32 && op != ReduceOp::Max; }
+bool widened(const Tensor& t, ReduceOp op) {
+  return (t.dtype() == DType::F32 && op != ReduceOp::Max) || t.dtype() == DType::BF16;
+}
 
 void divide_by(const Tensor& t, int n) {
   if (n == 1) return;

@@ -42,6 +42,31 @@ TEST(MpiCollectives, AllReduce) {
   EXPECT_THROW(c.all_reduce(Tensor::zeros({2}, DType::I32), ReduceOp::Avg), Error);
 }
 
+// bf16 (activations and gradients of bf16 autocast under tp / sp on ranks sharing a GPU) reduces
+// in f64 and rounds once: 1 plus P - 1 times 2^-9 is 1 + (P - 1) / 512 rounded, where adding the
+// 2^-9 one at a time in bf16 (spacing 2^-7 at 1) would lose each; avg and max, async and
+// reduce-scatter take the same route.
+TEST(MpiCollectives, Bf16ReducesOnceRounded) {
+  auto& c = *world();
+  const int P = c.size(), r = c.rank();
+  auto bf16 = [](double v) { return Tensor::from_vector({v}, {1}, DType::F64).to(DType::BF16).to_vector()[0]; };
+  Tensor t = Tensor::from_vector({r == 0 ? 1.0 : 1.0 / 512, 2.0 * (r + 1), -double(r)}, {3}, DType::BF16);
+  c.all_reduce(t, ReduceOp::Sum);
+  EXPECT_EQ(t.to_vector(), (std::vector<double>{bf16(1.0 + (P - 1) / 512.0), double(P * (P + 1)),
+                                                bf16(-P * (P - 1) / 2.0)}));
+  Tensor a = Tensor::from_vector({2.0 * (r + 1), double(r)}, {2}, DType::BF16);
+  c.all_reduce_async(a, ReduceOp::Avg)->wait();
+  EXPECT_EQ(a.to_vector(), (std::vector<double>{double(P + 1), bf16((P - 1) / 2.0)}));
+  Tensor m = Tensor::from_vector({double(r), -double(r)}, {2}, DType::BF16);
+  c.all_reduce(m, ReduceOp::Max);
+  EXPECT_EQ(m.to_vector(), (std::vector<double>{double(P - 1), 0.0}));
+  std::vector<double> in(size_t(2 * P));
+  for (int q = 0; q < P; ++q) in[size_t(2 * q)] = q == r ? 1.0 : 1.0 / 512, in[size_t(2 * q + 1)] = r + 1;
+  Tensor out = Tensor::zeros({2}, DType::BF16);
+  c.reduce_scatter(Tensor::from_vector(in, {2 * P}, DType::BF16), out, ReduceOp::Sum);
+  EXPECT_EQ(out.to_vector(), (std::vector<double>{bf16(1.0 + (P - 1) / 512.0), double(P * (P + 1) / 2)}));
+}
+
 TEST(MpiCollectives, ReduceScatterAllGatherBroadcast) {
   auto& c = *world();
   const int P = c.size(), r = c.rank();
