@@ -309,6 +309,59 @@ void attention_launch(const KernelArgs& a) {
   });
 }
 
+// y[b, t, h, d] = alpha * w[b, h, t] * x[b, t, h, d] (+ y when accumulating); w null: 1. bf16, f32 math.
+__global__ void rows_axpy_kernel(int64_t n, int64_t T, int64_t H, int64_t D, const bf16_t* x, const float* w,
+                                 float alpha, bf16_t* y, bool accumulate) {
+  for (int64_t e = grid_index(); e < n; e += grid_stride()) {
+    float v = alpha * __bfloat162float(x[e]);
+    if (w) {
+      const int64_t h = (e / D) % H, t = (e / (D * H)) % T, b = e / (D * H * T);
+      v *= w[(b * H + h) * T + t];
+    }
+    y[e] = float_to_bf16_rne(accumulate ? __bfloat162float(y[e]) + v : v);
+  }
+}
+
+void rows_axpy(const Tensor& x, const Tensor* w, float alpha, const Tensor& y, bool accumulate) {
+  LaunchContext ctx(y);
+  const int64_t n = x.numel();
+  rows_axpy_kernel<<<grid_for(n), kThreads, 0, ctx.stream>>>(n, x.size(1), x.size(2), x.size(3), x.data<bf16_t>(),
+                                                             w ? w->data<float>() : nullptr, alpha,
+                                                             y.data<bf16_t>(), accumulate);
+  COIL_CUDA_CHECK_LAUNCH("attention rows_axpy_kernel");
+}
+
+// The bf16 backward with lse's gradient on cuDNN, whose SDPA graph takes no dlse: with P the softmax
+// probabilities, dS = P (dP - Delta) + P dlse, so the gradients are cuDNN's plain backward plus
+//   dq_i += scale dlse_i sum_j P_ij k_j   (a cuDNN forward with v = k: its output is P K)
+//   dk_j += scale sum_i P_ij dlse_i q_i   (the dV of a cuDNN backward given dO = dlse q: dV = P^T dO)
+// (one forward and one backward more; the second backward's dq, dk are thrown away). False, having
+// touched nothing, when cuDNN does not take the shape's forward and backward (the native kernels then
+// run the call).
+bool cudnn_backward_with_dlse(const Tensor& dO, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                              const Tensor& lse, const Tensor& dlse, const Tensor& dq, const Tensor& dk,
+                              const Tensor& dv, double scale, const Layout& s) {
+  const AttentionShape plain{s.B, s.Tq, s.Tk, s.H, s.D, s.causal, false};
+  const int dev = q.device().index;
+  if (bf16_attention_impl(dev, plain, false) != AttentionImpl::CuDNN ||
+      bf16_attention_impl(dev, plain, true) != AttentionImpl::CuDNN)
+    return false;
+  if (!cudnn_sdpa_backward(dO, q, k, v, o, lse, nullptr, dq, dk, dv, scale, s.causal)) return false;
+  Tensor pk = Tensor::empty(q.shape(), DType::BF16, q.device());
+  Tensor lse2 = Tensor::empty(lse.shape(), DType::F32, q.device());
+  COIL_CHECK(cudnn_sdpa_forward(q, k, k, pk, lse2, scale, s.causal),
+             "CUDA attention: cuDNN took the backward but not the forward of P K (dlse)");
+  rows_axpy(pk, &dlse, float(scale), dq, true);
+  Tensor xq = Tensor::empty(q.shape(), DType::BF16, q.device());
+  rows_axpy(q, &dlse, 1.0f, xq, false);
+  Tensor dq2 = Tensor::empty(q.shape(), DType::BF16, q.device());
+  Tensor dk2 = Tensor::empty(k.shape(), DType::BF16, q.device()), dv2 = Tensor::empty(k.shape(), DType::BF16, q.device());
+  COIL_CHECK(cudnn_sdpa_backward(xq, q, k, v, o, lse, nullptr, dq2, dk2, dv2, scale, s.causal),
+             "CUDA attention: cuDNN took the first backward but not P^T (dlse q)");
+  rows_axpy(dv2, nullptr, float(scale), dk, true);
+  return true;
+}
+
 template <typename E>
 void attention_backward_launch(const KernelArgs& a) {
   COIL_INTERNAL_ASSERT((a.in.size() == 6 || a.in.size() == 7) && a.out.size() == 3, op_name(a.op), " got ",
@@ -322,8 +375,11 @@ void attention_backward_launch(const KernelArgs& a) {
   check_stat<E>(lse, s.B, s.H, s.Tq, "lse");
   if (dlse) check_stat<E>(*dlse, s.B, s.H, s.Tq, "dlse");
   if (q.numel() == 0 && k.numel() == 0) return;
-  if constexpr (std::is_same_v<E, bf16_t>)
-    if (cudnn_sdpa_backward(dO, q, k, v, o, lse, dlse, dq, dk, dv, a.attrs.scale, s.causal)) return;
+  if constexpr (std::is_same_v<E, bf16_t>) {
+    if (dlse ? cudnn_backward_with_dlse(dO, q, k, v, o, lse, *dlse, dq, dk, dv, a.attrs.scale, s)
+             : cudnn_sdpa_backward(dO, q, k, v, o, lse, nullptr, dq, dk, dv, a.attrs.scale, s.causal))
+      return;
+  }
   LaunchContext ctx(q);
   Tensor delta = Tensor::empty({s.B, s.H, s.Tq}, dtype_of<compute_t<E>>(), q.device());  // (B, H, Tq)
   BwdParams<E> p{dO.data<E>(), q.data<E>(),  k.data<E>(),  v.data<E>(),  o.data<E>(),

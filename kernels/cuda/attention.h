@@ -3,8 +3,9 @@
 // j <= Tk - Tq + i) or not (every key); lse (B, H, Tq) = log sum_j exp(scale q_i.k_j) in natural log,
 // f32 for f32 / bf16 inputs and f64 for f64; the backward takes lse's gradient dlse (same layout) when
 // lse was used. bf16 runs cuDNN's fused flash attention (cudnn_sdpa.cpp) when the build has cuDNN and
-// an engine takes the call (never a backward with dlse), otherwise the native kernels (attention.cu),
-// which also serve f32 and f64.
+// an engine takes the call (a backward with dlse as cuDNN's plain backward plus one forward and one
+// backward more, attention.cu), otherwise the native kernels (attention.cu), which also serve f32 and
+// f64.
 // This header is the part tests and benchmarks see.
 #pragma once
 
@@ -42,7 +43,7 @@ inline AttentionImpl bf16_attention_impl(int device, int64_t B, int64_t T, int64
 // --- the cuDNN path (cudnn_sdpa.cpp); called by the bf16 kernels ---------------------------------------
 // Each returns false, having touched nothing, when cuDNN cannot run the call (not built, switched off,
 // head dim or alignment it does not take, no engine for the shape, or a backward given dlse: cuDNN's
-// SDPA graph takes none, so the native kernels run those, see cudnn_sdpa.cpp); throws coil::Error when
+// SDPA graph takes none, see cudnn_sdpa.cpp; attention.cu composes that one); throws coil::Error when
 // a cuDNN call fails after a plan was found. Tensors as in the contract above, bf16 with an f32 lse and
 // dlse (null: lse had no gradient).
 bool cudnn_sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,

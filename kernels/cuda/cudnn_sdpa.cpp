@@ -9,10 +9,12 @@
 // and subtracted) >= col, select; Tq == Tk keeps the plain row >= col graph, and non-causal has no mask.
 // Stats come out as the natural-log log-sum-exp of the SCALED scores, which is coil's lse.
 // lse's incoming gradient (dlse) changes the backward only through Delta' = Delta - dlse, and the SDPA
-// backward graph has no input for it: a backward with dlse runs the native kernels (bf16_attention_impl
-// says so). Measured, H100, cuDNN 9.14: the variant-1 graph with "- dlse" where Delta is formed (Delta'
-// written to the workspace) builds a plan, but its dQ and dK come out wrong (errors 0.1 to 0.6 against
-// 0.005 for naive bf16; dV right), so the engine does not fuse that op as written.
+// backward graph has no input for it. Measured, H100, cuDNN 9.14: the variant-1 graph with "- dlse"
+// where Delta is formed (Delta' written to the workspace) builds a plan, but its dQ and dK come out
+// wrong (errors 0.1 to 0.6 against 0.005 for naive bf16; dV right), so the engine does not fuse that op
+// as written. cudnn_sdpa_backward therefore takes no dlse; attention.cu composes that backward from
+// plain cuDNN calls (cudnn_backward_with_dlse), and bf16_attention_impl reports cuDNN for it when both
+// plain plans exist.
 // One plan per (device, B, Tq, Tk, H, D, causal, fwd/bwd, graph variant), cached for the process.
 #include <array>
 #include <cstdlib>
@@ -353,8 +355,6 @@ void add_mask_scalars(const Shape5& s, Scalars& sc, std::vector<int64_t>& uids, 
   ptrs.insert(ptrs.end(), {&sc.seq_kv, &sc.seq_q});
 }
 
-// Why a backward with dlse runs native (the file's header has the measurement).
-constexpr const char* kNoDLse = "lse's gradient (dlse): cuDNN's SDPA backward graph takes none";
 
 // Shapes cuDNN is never asked about: nothing to do, or lengths past int32 (the mask's indices).
 bool takes(const Shape5& s) {
@@ -379,14 +379,21 @@ AttentionImpl bf16_attention_impl(int device, const AttentionShape& s, bool back
     if (why) *why = "empty or past int32 lengths";
     return AttentionImpl::Native;
   }
-  if (backward && s.dlse) {
-    if (why) *why = kNoDLse;
-    return AttentionImpl::Native;
+  // A backward with dlse runs cuDNN's plain backward plus a forward and a backward more (attention.cu,
+  // cudnn_backward_with_dlse): cuDNN when it takes both plain plans of the shape.
+  Shape5 plain = s;
+  plain.dlse = false;
+  for (bool bwd : {false, true}) {
+    if (bwd != backward && !(backward && s.dlse)) continue;
+    std::shared_ptr<Entry> e;
+    cudnn::with_handle(device, [&](cudnnHandle_t h) { e = entry_for(h, device, plain, bwd); });
+    if (!e->plan) {
+      if (why) *why = e->why;
+      return AttentionImpl::Native;
+    }
   }
-  std::shared_ptr<Entry> e;
-  cudnn::with_handle(device, [&](cudnnHandle_t h) { e = entry_for(h, device, s, backward); });
-  if (why) *why = e->plan ? "" : e->why;
-  return e->plan ? AttentionImpl::CuDNN : AttentionImpl::Native;
+  if (why) *why = "";
+  return AttentionImpl::CuDNN;
 }
 
 bool cudnn_sdpa_forward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
