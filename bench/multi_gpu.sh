@@ -431,6 +431,21 @@ if has_part d && ((NGPU >= 2)); then
     done
   done
   [[ -n $best ]] && say "d  longest 2Mamba T that ran: $best ($((best / NGPU)) per GPU)"
+  # The sequence split's own cost: one GPU on one shard's length (the same tokens per GPU) against the
+  # sp run at the shortest T, for 2Mamba. The chain pipelines the ranks layer by layer, so its step
+  # is the shard's step plus about (sp - 1) layers' worth of waiting, plus the state messages.
+  if [[ " ${D_MODELS:-2mamba softmax} " == *" 2mamba "* ]] && (($(left) >= 30)); then
+    cfg="$WORK/cfg/d-2mamba.yaml"
+    ref=(--set train.batch_size=1 --set train.steps=4 --set model.linear.form=chunked ${D_EXTRA:-})
+    train "d-2mamba-1gpu-T$((floor / NGPU))" 1 60 "$cfg" "${ref[@]}" --set train.seq_len=$((floor / NGPU))
+    read -r tok1 peak1 comm1 ms1 <<<"$(metrics "d-2mamba-1gpu-T$((floor / NGPU))")"
+    read -r tokn peakn commn msn <<<"$(metrics "d-2mamba-T$floor")"
+    if [[ $ms1 != - && $msn != - ]]; then
+      say "$(printf 'd  2mamba 1 GPU at T=%s: %s ms (%s); sp=%s at T=%s: %s ms, so the split costs %s' \
+        "$((floor / NGPU))" "$ms1" "$(gib "$peak1")" "$NGPU" "$floor" "$msn" \
+        "$(python3 -c "print(f'{$msn/$ms1:.2f}x the shard alone')")")"
+    fi
+  fi
 fi
 
 # --- e. multi-node launch --------------------------------------------------------------------------------
