@@ -6,7 +6,7 @@
 # parts over calls on 4 or 8 GPUs, e.g.
 #   PARTS="t a" BUDGET_S=1300 bash bench/multi_gpu_node.sh     # part a ends at 38% of BUDGET_S
 #   PARTS="b c" BUDGET_S=520 bash bench/multi_gpu_node.sh      # b, c end at 50%, 58%
-#   PARTS="d e" BUDGET_S=560 D_EXTRA="--set model.recompute=true" bash bench/multi_gpu_node.sh
+#   PARTS="d e" BUDGET_S=520 D_EXTRA="--set model.recompute=true" bash bench/multi_gpu_node.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-/tmp/b}
