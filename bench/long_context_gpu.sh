@@ -22,7 +22,8 @@ dev=()
 if [[ $DEVICE == cpu ]]; then size=tiny; dev=(--device cpu --precision fp32); fi
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1
-rows=("$(printf '%-8s %8s   %s' model T "label / params / B / T / precision / step ms / tokens/s / MFU / peak mem / loss")")
+header="label / params / B / T / precision / step ms / tokens/s / MFU / peak mem / loss"
+rows=("$(printf '%-8s %8s   %s' model T "$header")")
 for model in $MODELS; do
   form=()
   [[ $model == 2mamba || $model == linear ]] && form=(--form chunked)

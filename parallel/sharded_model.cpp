@@ -281,9 +281,10 @@ struct StateLayout {
 //
 // Recompute (core/autograd/recompute.h): the body runs without a graph and again, with one, in
 // backward, so between forward and backward a layer keeps only its input (and, under the chain, the
-// state it received; the one it sent is rebuilt by the replay). The body may hold collectives (tp's copy_to_group / reduce_from_group,
-// the gather style's all-gather, previous-tail halo and softmax K, V ring): a replay repeats them,
-// which is sound because every rank of a group replays the same layer at the same point of backward.
+// state it received; the one it sent is rebuilt by the replay). The body may hold collectives (tp's
+// copy_to_group / reduce_from_group, the gather style's all-gather, previous-tail halo and softmax K,
+// V ring): a replay repeats them, which is sound because every rank of a group replays the same layer
+// at the same point of backward.
 // The engine (core/autograd/engine.cpp) runs a node only once every gradient it waits for arrived,
 // and a layer's RecomputeBackward waits for the gradient of its output, which only the next layer's
 // region (or, past the last one, the head) produces: so on every rank the regions replay strictly

@@ -355,7 +355,8 @@ bool cudnn_backward_with_dlse(const Tensor& dO, const Tensor& q, const Tensor& k
   Tensor xq = Tensor::empty(q.shape(), DType::BF16, q.device());
   rows_axpy(q, &dlse, 1.0f, xq, false);
   Tensor dq2 = Tensor::empty(q.shape(), DType::BF16, q.device());
-  Tensor dk2 = Tensor::empty(k.shape(), DType::BF16, q.device()), dv2 = Tensor::empty(k.shape(), DType::BF16, q.device());
+  Tensor dk2 = Tensor::empty(k.shape(), DType::BF16, q.device());
+  Tensor dv2 = Tensor::empty(k.shape(), DType::BF16, q.device());
   COIL_CHECK(cudnn_sdpa_backward(xq, q, k, v, o, lse, nullptr, dq2, dk2, dv2, scale, s.causal),
              "CUDA attention: cuDNN took the first backward but not P^T (dlse q)");
   rows_axpy(dv2, nullptr, float(scale), dk, true);

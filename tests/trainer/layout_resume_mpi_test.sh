@@ -64,7 +64,8 @@ for case in softmax 2mamba; do
   # parallel.sp_style auto: the state chain for 2Mamba, the K, V all-gather for softmax; every other
   # style the mixer takes continues with the same losses.
   if [[ $case == 2mamba ]]; then auto=chain; others=(gather); else auto=gather; others=(chain ring balanced); fi
-  grep -q "sp style $auto" "$WORK/$case-sp2.log" || { grep "^run " "$WORK/$case-sp2.log"; echo "sp_style auto is not $auto"; exit 1; }
+  grep -q "sp style $auto" "$WORK/$case-sp2.log" ||
+    { grep "^run " "$WORK/$case-sp2.log"; echo "sp_style auto is not $auto"; exit 1; }
   for style in "${others[@]}"; do
     run "$case-sp2-$style" 2 "$config" --set parallel.dp=1 --set parallel.sp=2 --set parallel.sp_style=$style \
       --resume "$ckpt"
