@@ -303,23 +303,34 @@ CheckpointMeta read_meta(const H5& h5, hid_t f) {
   return m;
 }
 
-// The first line where two YAML texts differ, as "key.path: 'a' vs 'b'" (key path from indents).
+// The dotted key path of each line of a block-style YAML text, from its indents ("model.linear.form"),
+// fed one line at a time.
+class KeyPaths {
+ public:
+  std::string next(const std::string& line) {
+    const size_t indent = line.find_first_not_of(' ');
+    const std::string key = indent == std::string::npos ? "" : line.substr(indent, line.find(':') - indent);
+    while (!stack_.empty() && stack_.back().first >= indent) stack_.pop_back();
+    std::string path;
+    for (const auto& [_, k] : stack_) path += k + ".";
+    path += key;
+    stack_.push_back({indent, key});
+    return path;
+  }
+
+ private:
+  std::vector<std::pair<size_t, std::string>> stack_;  // (indent, key)
+};
+
+// The first line where two YAML texts differ, as "key.path: 'a' vs 'b'".
 std::string first_difference(const std::string& a, const std::string& b) {
   std::istringstream sa(a), sb(b);
   std::string la, lb;
-  std::vector<std::pair<size_t, std::string>> stack;  // (indent, key)
+  KeyPaths paths;
   while (true) {
     const bool ga = bool(std::getline(sa, la)), gb = bool(std::getline(sb, lb));
     if (!ga && !gb) return "";
-    const std::string& l = ga ? la : lb;
-    const size_t indent = l.find_first_not_of(' ');
-    const std::string key =
-        indent == std::string::npos ? "" : l.substr(indent, l.find(':') - indent);
-    while (!stack.empty() && stack.back().first >= indent) stack.pop_back();
-    std::string path;
-    for (const auto& [_, k] : stack) path += k + ".";
-    path += key;
-    stack.push_back({indent, key});
+    const std::string path = paths.next(ga ? la : lb);
     if (!ga || !gb || la != lb) {
       auto trim = [](const std::string& s) {
         const size_t p = s.find_first_not_of(' ');
@@ -461,23 +472,13 @@ std::string without_execution_keys(const std::string& yaml) {
                                                "mamba1.chunk_size"};
   std::istringstream in(yaml);
   std::string line, out;
-  std::vector<std::pair<size_t, std::string>> stack;  // (indent, key), as first_difference
+  KeyPaths paths;
   while (std::getline(in, line)) {
-    const size_t indent = line.find_first_not_of(' ');
-    if (indent != std::string::npos) {
-      const std::string key = line.substr(indent, line.find(':') - indent);
-      while (!stack.empty() && stack.back().first >= indent) stack.pop_back();
-      std::string path;
-      for (const auto& [_, k] : stack) path += k + ".";
-      path += key;
-      stack.push_back({indent, key});
+    if (line.find_first_not_of(' ') != std::string::npos) {
+      const std::string path = paths.next(line);
       bool skip = false;
-      for (const char* k : kExecutionOnly) {
-        const std::string suffix(k);
-        skip = skip || path == suffix ||
-               (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-                path[path.size() - suffix.size() - 1] == '.');
-      }
+      for (const char* k : kExecutionOnly)  // the key itself, or it under any parent
+        skip = skip || path == k || path.ends_with(std::string(".") + k);
       if (skip) continue;
     }
     out += line + "\n";
@@ -491,11 +492,12 @@ CheckpointMeta read_checkpoint(const std::string& path, Module& model, AdamW& op
   int64_t version = 0;
   Handle f = open_for_read(h5, &version);
   CheckpointMeta meta = read_meta(h5, f.get());
-  if (!expected_model_yaml.empty() &&
-      without_execution_keys(meta.model_config_yaml) != without_execution_keys(expected_model_yaml))
-    COIL_FAIL("checkpoint '", path, "' is of a different model config: ",
-              first_difference(without_execution_keys(meta.model_config_yaml),
-                               without_execution_keys(expected_model_yaml)));
+  if (!expected_model_yaml.empty()) {
+    const std::string stored = without_execution_keys(meta.model_config_yaml);
+    const std::string expected = without_execution_keys(expected_model_yaml);
+    if (stored != expected)
+      COIL_FAIL("checkpoint '", path, "' is of a different model config: ", first_difference(stored, expected));
+  }
 
   const NamedTensors params = model.named_parameters();
   const auto states = optimizer_states(model, opt, params);
