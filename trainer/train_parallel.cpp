@@ -70,23 +70,20 @@ std::map<std::string, AdamWParamState*> states_by_name(const Module& model, cons
 
 }  // namespace
 
+std::string sp_style_name(const RunConfig& c) {
+  if (c.parallel.sp_style != "auto") return c.parallel.sp_style;
+  const bool fixed_state = c.model.mixer == "mamba1" || c.model.mixer == "mamba2" ||
+                           (c.model.mixer == "linear" && c.model.linear.power != "exp");
+  return fixed_state ? "chain" : "gather";
+}
+
 ParallelOptions parallel_options(const RunConfig& c) {
+  const std::string style = sp_style_name(c);
   ParallelOptions o;
-  std::string style = c.parallel.sp_style;
-  if (style == "auto") {
-    const bool fixed_state = c.model.mixer == "mamba1" || c.model.mixer == "mamba2" ||
-                             (c.model.mixer == "linear" && c.model.linear.power != "exp");
-    style = fixed_state ? "chain" : "gather";
-  }
   o.sequence_chain = style == "chain";
   o.sequence_ring = style == "ring";
   o.balanced_causal = style == "balanced";
   return o;
-}
-
-std::string sp_style_name(const RunConfig& c) {
-  const ParallelOptions o = parallel_options(c);
-  return o.sequence_chain ? "chain" : o.sequence_ring ? "ring" : o.balanced_causal ? "balanced" : "gather";
 }
 
 bool sharded_layout(const RunConfig& c) {

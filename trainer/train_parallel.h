@@ -69,10 +69,10 @@ void fail_together(Communicator& world, std::exception_ptr error);
 // (parallel/sharded_model.h validate_parallel_layout names the numbers that disagree).
 void check_grid(const RunConfig& config, int world_size);
 
-// The sharded model's options from parallel.sp_style ("auto" resolved by the model's mixer), and the
-// style's name as the start banner prints it.
-ParallelOptions parallel_options(const RunConfig& c);
+// parallel.sp_style with "auto" resolved by the model's mixer (as the start banner prints it), and the
+// sharded model's options for it.
 std::string sp_style_name(const RunConfig& c);
+ParallelOptions parallel_options(const RunConfig& c);
 // True when the run uses the sharded model (tp or sp > 1, or parallel.zero1).
 bool sharded_layout(const RunConfig& config);
 
